@@ -1,0 +1,3 @@
+"""pipe_rules: ARC's pipe mode as a Snakemake workflow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,157 @@
+"""`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, run.
+
+Every PipeRulesError becomes one line on stderr (naming the file and field) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import PipeRulesError
+from .layout import RunLayout
+
+
+def _cmd_stage(args) -> int:
+    from .config import load_campaign
+    from .staging import stage_run
+
+    campaign = load_campaign(args.config)
+    names = args.run or [r.name for r in campaign.runs if not r.from_run]
+    for name in names:
+        print(stage_run(campaign, name).line())
+    return 0
+
+
+def _cmd_work(args) -> int:
+    from .fsio import atomic_write_json
+    from .worker import EXIT_TERMINATED, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    summary = run_worker(Path(args.run_dir), shard=args.shard, linger=not args.no_linger)
+    if args.record:
+        atomic_write_json(Path(args.record), summary.as_dict())
+    print(f"worker {summary.worker_id}: {summary.completed} completed, {summary.failed} failed, "
+          f"{summary.released} released, {summary.lost} lost ownership ({summary.exit_reason})")
+    return EXIT_TERMINATED if summary.exit_reason == "terminated" else 0
+
+
+def _cmd_status(args) -> int:
+    from .report_table import print_table, status_table
+    from .status import run_status
+
+    status = run_status(RunLayout(Path(args.run_dir)))
+    if args.json:
+        print(json.dumps(status.as_json()))
+    else:
+        print_table(status_table(status.run_id, status.run_state, status.counts))
+        for line in status.unreadable:
+            print(f"unreadable: {line}", file=sys.stderr)
+    return 0
+
+
+def _cmd_results(args) -> int:
+    from .fsio import read_json
+    from .report_table import print_table, results_table
+
+    layout = RunLayout(Path(args.run_dir))
+    records = read_json(layout.records, "ingested results (run 'pipe-rules ingest' first)")
+    if args.json:
+        print(json.dumps(records, indent=1))
+    else:
+        print_table(results_table(records))
+        for fail in records["failed"]:
+            print(f"{fail['status']}: {fail['task_id']} ({fail['failure_class']}: {fail['failure_reason']})")
+    return 0
+
+
+def _cmd_reconcile(args) -> int:
+    from .reconcile import reconcile
+
+    report = reconcile(RunLayout(Path(args.run_dir)))
+    counts = ", ".join(f"{k}={v}" for k, v in report.counts.items() if v)
+    print(f"run {report.run_state.value}: {counts}; orphaned {len(report.orphaned)}, salvaged "
+          f"{len(report.salvaged)}, repaired {len(report.repaired)}")
+    for line in report.unrepairable:
+        print(f"cannot repair: {line}", file=sys.stderr)
+    return 1 if report.unrepairable else 0
+
+
+def _cmd_cancel(args) -> int:
+    from .cancel import cancel_run
+
+    cancelled = cancel_run(RunLayout(Path(args.run_dir)))
+    print(f"cancelled {cancelled} task(s); running workers stop at their next ownership check")
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    from .ingest import ingest
+    from .report_table import print_table, results_table
+
+    records = ingest(RunLayout(Path(args.run_dir)), finish_leftovers=not args.no_finish)
+    if args.table:
+        print_table(results_table(records))
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .launch import run_campaign
+
+    return run_campaign(Path(args.config), profile=args.profile, extra=args.snakemake_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipe-rules", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stage", help="stage the runs of a campaign config (idempotent)")
+    p.add_argument("config", help="campaign config.yaml")
+    p.add_argument("--run", action="append", help="stage only this run (repeatable)")
+    p.set_defaults(func=_cmd_stage)
+    p = sub.add_parser("work", help="run one worker on a run folder (what a shard job does)")
+    p.add_argument("run_dir")
+    p.add_argument("--shard", help="preferred shard, e.g. shard-000")
+    p.add_argument("--record", help="write the worker summary (JSON) here")
+    p.add_argument("--no-linger", action="store_true", help="exit as soon as the queues are empty")
+    p.set_defaults(func=_cmd_work)
+    for name, func, text in (("status", _cmd_status, "run state and task counts per state"),
+                             ("results", _cmd_results, "the ingested records")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.set_defaults(func=func)
+    p = sub.add_parser("reconcile", help="re-queue expired leases, repair queue tokens and corrupt states")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_reconcile)
+    p = sub.add_parser("cancel", help="cancel every task that has not finished")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_cancel)
+    p = sub.add_parser("ingest", help="reconcile, finish stragglers, write results/records.json")
+    p.add_argument("run_dir")
+    p.add_argument("--no-finish", action="store_true", help="do not run leftover PENDING tasks here")
+    p.add_argument("--table", action="store_true", help="print the results table")
+    p.set_defaults(func=_cmd_ingest)
+    p = sub.add_parser("run", help="run a campaign through snakemake with a profile")
+    p.add_argument("config", nargs="?", default="config.yaml")
+    p.add_argument("--profile", default="profiles/local")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed on to snakemake")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PipeRulesError as exc:
+        print(f"pipe-rules: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

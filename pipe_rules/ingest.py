@@ -1,0 +1,126 @@
+"""Turn a finished run into one results document keyed by owner, with the fields ARC sets.
+
+Only COMPLETED tasks fill scientific fields; FAILED_ESS, FAILED_TERMINAL and CANCELLED tasks are
+listed under `failed` with their reason and last geometry, so the host can troubleshoot them.
+Nothing is silently dropped. Duplicated inputs (merged at staging) give their result to every
+owner that asked for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from .errors import StateError
+from .fsio import atomic_write_json, read_json
+from .layout import RunLayout
+from .reconcile import reconcile
+from .results import read_result
+from .runrecord import read_run
+from .spec import TaskSpec
+from .states import TaskState
+from .taskstate import read_state
+
+RECORDS_SCHEMA_VERSION = 1
+HARTREE_TO_KJ_PER_MOL = 2625.499639479
+
+
+def _task_entry(layout: RunLayout, task_id: str) -> dict[str, Any]:
+    spec = TaskSpec.load(layout.spec(task_id))
+    state = read_state(layout, task_id)
+    entry: dict[str, Any] = {"task_id": task_id, "owner_key": spec.owner_key, "owner_type": spec.owner_type,
+                             "status": state.status.value, "attempt_index": state.attempt_index,
+                             "charge": spec.input_payload.get("charge"),
+                             "multiplicity": spec.input_payload.get("multiplicity"),
+                             "ingestion_metadata": spec.ingestion_metadata, "result": None}
+    path = layout.result(task_id, state.attempt_index)
+    if path.exists():
+        entry["result"] = read_result(path)
+    entry["failure_class"] = state.failure_class
+    entry["failure_reason"] = state.failure_reason
+    return entry
+
+
+def _owner_fields(family: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    first = entries[0]
+    owner: dict[str, Any] = {"owner_type": first["owner_type"], "charge": first["charge"],
+                             "multiplicity": first["multiplicity"]}
+    done = [e for e in entries if e["status"] == TaskState.COMPLETED.value and e["result"]
+            and e["result"]["converged"]]
+    if family in ("conf_opt", "conf_sp"):
+        conformers = []
+        for e in sorted(entries, key=lambda e: e["ingestion_metadata"].get("conformer_index", 0)):
+            res = e["result"] if e in done else None
+            conformers.append({"conformer_index": e["ingestion_metadata"].get("conformer_index"),
+                               "task_id": e["task_id"], "status": e["status"],
+                               "converged": bool(res and res["converged"]),
+                               "energy_hartree": res["energy_hartree"] if res else None,
+                               "geometry": res["geometry"] if res else None})
+        owner["conformers"] = conformers
+        owner["conformer_energies"] = [c["energy_hartree"] * HARTREE_TO_KJ_PER_MOL if c["energy_hartree"]
+                                       is not None else None for c in conformers]
+        ok = [c for c in conformers if c["energy_hartree"] is not None]
+        if ok:
+            best = min(ok, key=lambda c: c["energy_hartree"])
+            owner["lowest_conformer_index"] = best["conformer_index"]
+            owner["most_stable_xyz"] = best["geometry"]
+    elif family in ("species_sp",) and done:
+        res = done[0]["result"]
+        owner["e_elect_hartree"] = res["energy_hartree"]
+        owner["e_elect"] = res["energy_hartree"] * HARTREE_TO_KJ_PER_MOL
+        owner["sp_task_id"] = done[0]["task_id"]
+    elif done:
+        owner["results"] = [{"task_id": e["task_id"], **e["result"]["data"],
+                             "energy_hartree": e["result"]["energy_hartree"]} for e in done]
+    return owner
+
+
+def _failure(entry: dict[str, Any]) -> dict[str, Any]:
+    res = entry["result"] or {}
+    return {"task_id": entry["task_id"], "owner_key": entry["owner_key"], "status": entry["status"],
+            "attempt_index": entry["attempt_index"],
+            "failure_class": res.get("failure_class") or entry["failure_class"],
+            "failure_reason": res.get("failure_reason") or entry["failure_reason"],
+            "engine_message": res.get("engine_message"), "last_geometry": res.get("geometry"),
+            "ingestion_metadata": entry["ingestion_metadata"]}
+
+
+def build_records(layout: RunLayout) -> dict[str, Any]:
+    run = read_run(layout)
+    manifest = read_json(layout.manifest, "run manifest")
+    by_id = {entry[0]: _task_entry(layout, entry[0]) for entry in manifest["tasks"]}
+    for alias_id, alias in manifest.get("aliases", {}).items():
+        base = by_id.get(alias["of"])
+        if base is None:
+            raise StateError(f"alias {alias_id} points at unknown task {alias['of']}", path=layout.manifest)
+        by_id[alias_id] = {**base, "task_id": alias_id, "owner_key": alias["owner_key"],
+                           "ingestion_metadata": alias["ingestion_metadata"], "deduplicated_from": alias["of"]}
+    grouped: dict[str, list] = defaultdict(list)
+    failed = []
+    counts: dict[str, int] = defaultdict(int)
+    for entry in by_id.values():
+        grouped[entry["owner_key"]].append(entry)
+        counts[entry["status"]] += 1
+        if entry["status"] != TaskState.COMPLETED.value:
+            failed.append(_failure(entry))
+    return {
+        "schema_version": RECORDS_SCHEMA_VERSION, "run_id": run.run_id, "run_dir": str(layout.root),
+        "family": run.family, "engine": run.engine, "level": run.key["level"], "run_state": run.state.value,
+        "ingested_at": time.time(), "task_counts": dict(counts),
+        "owners": {owner: _owner_fields(run.family, entries) for owner, entries in sorted(grouped.items())},
+        "failed": sorted(failed, key=lambda f: f["task_id"]),
+    }
+
+
+def ingest(layout: RunLayout, finish_leftovers: bool = True) -> dict[str, Any]:
+    """Reconcile, run any task still pending (a crash can strand one), then write records.json."""
+    report = reconcile(layout)
+    if finish_leftovers and (report.counts.get("PENDING") or report.counts.get("RUNNING")
+                             or report.counts.get("CLAIMED")):
+        from .worker import run_worker  # a worker in this process finishes stragglers
+        run_worker(layout.root, shard=None, install_signals=False)
+        reconcile(layout)
+    records = build_records(layout)
+    atomic_write_json(layout.records, records)
+    return records

@@ -1,0 +1,37 @@
+"""Load the JSON schemas shipped with the package and turn violations into one-line errors."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Draft202012Validator:
+    text = resources.files("pipe_rules").joinpath("schemas", f"{name}.schema.json").read_text()
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def first_error(name: str, document: Any) -> tuple[str, str] | None:
+    """Return (field path, message) of the most relevant violation, or None if `document` is valid."""
+    errors = sorted(validator(name).iter_errors(document), key=lambda e: (len(e.path), list(e.path)))
+    if not errors:
+        return None
+    err = errors[0]
+    field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    return field, _short(err)
+
+
+def _short(err) -> str:
+    if err.validator == "additionalProperties":
+        return err.message.replace("Additional properties are not allowed", "unknown field(s)")
+    if err.validator == "enum":
+        allowed = ", ".join(map(str, err.validator_value))
+        return f"{err.instance!r} is not one of: {allowed}"
+    return err.message

@@ -1,0 +1,170 @@
+"""Stage a run: write specs, initial states and queue tokens, idempotently.
+
+Staging the same campaign twice adds nothing and changes nothing; a spec already on disk is
+never overwritten (a different input under the same task id is refused), and states and results
+of staged tasks are never touched. Everything is validated before the first write.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .builders import specs_from_records, specs_from_species
+from .config import Campaign, RunConfig
+from .engines import UnknownEngineError, get_engine
+from .errors import ConfigError, SpecError, StagingError, StateError
+from .fsio import atomic_write_json, read_json, touch_new, write_new_json
+from .layout import RunLayout, shard_name
+from .runrecord import RunRecord, read_run, update_run, write_run
+from .spec import TaskSpec
+from .states import RunState
+from .taskstate import TaskStateRecord, write_initial_state
+
+
+@dataclass(frozen=True)
+class StageReport:
+    run_dir: Path
+    new_tasks: int
+    existing_tasks: int
+    duplicates: int
+
+    def line(self) -> str:
+        return (f"{self.run_dir}: {self.new_tasks} new task(s), {self.existing_tasks} already staged, "
+                f"{self.duplicates} duplicate input(s) merged")
+
+
+def check_engine(campaign: Campaign, run: RunConfig) -> None:
+    where = f"runs.{campaign.runs.index(run)}"
+    try:
+        engine = get_engine(run.engine)
+    except UnknownEngineError as exc:
+        raise ConfigError(str(exc), path=campaign.source, field=f"{where}.engine") from None
+    if run.family not in engine.families:
+        raise ConfigError(f"engine {run.engine!r} cannot run family {run.family!r} "
+                          f"(it runs: {', '.join(sorted(engine.families))})", path=campaign.source, field=f"{where}.family")
+    if engine.levels is not None and run.level not in engine.levels:
+        raise ConfigError(f"engine {run.engine!r} has no level {run.level!r} (levels: {', '.join(sorted(engine.levels))})",
+                          path=campaign.source, field=f"{where}.level")
+
+
+def build_specs(campaign: Campaign, run: RunConfig) -> list[TaskSpec]:
+    check_engine(campaign, run)
+    try:
+        if run.from_run:
+            source = RunLayout(campaign.run_dir(run.from_run))
+            records = read_json(source.records, f"results of run {run.from_run!r}")
+            return list(specs_from_records(campaign, run, records))
+        return list(specs_from_species(campaign, run))
+    except ValueError as exc:  # chemistry input RDKit or the xyz parser refused
+        raise ConfigError(str(exc), path=campaign.source, field="species") from None
+
+
+def _dedupe(specs: list[TaskSpec]) -> tuple[list[TaskSpec], dict[str, dict]]:
+    """Keep the first spec of each fingerprint; the others become aliases that share its result."""
+    kept: dict[str, TaskSpec] = {}
+    aliases: dict[str, dict] = {}
+    ids: set[str] = set()
+    for spec in specs:
+        if spec.task_id in ids:
+            raise SpecError(f"task id {spec.task_id!r} generated twice (species labels that differ only in "
+                            "unsafe characters?)", field="task_id")
+        ids.add(spec.task_id)
+        first = kept.get(spec.fingerprint)
+        if first is None:
+            kept[spec.fingerprint] = spec
+        else:
+            aliases[spec.task_id] = {"of": first.task_id, "owner_key": spec.owner_key,
+                                     "ingestion_metadata": spec.ingestion_metadata}
+    return list(kept.values()), aliases
+
+
+def stage_run(campaign: Campaign, run_name: str) -> StageReport:
+    run = campaign.run(run_name)
+    layout = RunLayout(campaign.run_dir(run.name))
+    specs, aliases = _dedupe(build_specs(campaign, run))
+    record = _open_run(campaign, run, layout)
+    old = _read_manifest(layout)
+    known = {entry[0]: entry for entry in old["tasks"]}
+    for spec in specs:  # refuse before writing anything
+        entry = known.get(spec.task_id)
+        if entry is not None and entry[2] != spec.fingerprint:
+            raise StagingError(f"task {spec.task_id} is already staged with a different input; refusing to "
+                               "overwrite it (use a new run name to change inputs)", path=layout.spec(spec.task_id))
+    new = [s for s in specs if s.task_id not in known]
+    start = len(old["tasks"])
+    entries = list(old["tasks"])
+    for offset, spec in enumerate(new):
+        shard = shard_name((start + offset) % run.shards)
+        _write_task(layout, spec, shard, run.max_attempts)
+        entries.append([spec.task_id, shard, spec.fingerprint])
+    merged_aliases = {**old["aliases"], **{k: v for k, v in aliases.items() if k not in known}}
+    atomic_write_json(layout.manifest, {"run_id": record.run_id, "tasks": entries, "aliases": merged_aliases})
+
+    def staged(rec: RunRecord) -> None:
+        rec.n_tasks = len(entries)
+        rec.shards = run.shards
+        if new or rec.state is RunState.CREATED:
+            rec.move(RunState.STAGED, f"staged {len(new)} new task(s)")
+
+    update_run(layout, campaign.lock_mode, staged)
+    return StageReport(layout.root, len(new), len(specs) - len(new), len(aliases))
+
+
+def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecord:
+    """Create run.json, or check that the existing run has the same homogeneity key."""
+    if layout.run_json.exists():
+        record = read_run(layout)
+        if record.key != run.homogeneity_key:
+            diff = {k: (record.key.get(k), v) for k, v in run.homogeneity_key.items() if record.key.get(k) != v}
+            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise StagingError(f"run was staged with a different family/engine/level/resources ({changes}); "
+                               "one run holds one kind of task: give the run a new name", path=layout.run_json)
+        return record
+    for sub in (layout.tasks_dir, layout.pending_dir, layout.inflight_dir, layout.shards_dir,
+                layout.results_dir, layout.logs_dir):
+        sub.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.root, 0o755)
+    record = RunRecord(
+        run_id=f"{campaign.name}.{run.name}", campaign=campaign.name, name=run.name, key=run.homogeneity_key,
+        lock_mode=campaign.lock_mode, shards=run.shards, max_attempts=run.max_attempts, lease_s=run.lease_s,
+        heartbeat_s=run.heartbeat_s, clock_skew_s=run.clock_skew_s, linger_s=run.linger_s,
+    )
+    if not write_new_json(layout.run_json, record.as_dict()):
+        return read_run(layout)  # another stager won the race
+    return record
+
+
+def _read_manifest(layout: RunLayout) -> dict:
+    if not layout.manifest.exists():
+        return {"tasks": [], "aliases": {}}
+    data = read_json(layout.manifest, "run manifest")
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        raise StateError("run manifest has no 'tasks' list", path=layout.manifest, field="tasks")
+    return {"tasks": data["tasks"], "aliases": data.get("aliases", {})}
+
+
+def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int) -> None:
+    folder = layout.task_dir(spec.task_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    layout.pending_shard_dir(shard).mkdir(parents=True, exist_ok=True)
+    if not write_new_json(layout.spec(spec.task_id), spec.as_dict()):
+        existing = TaskSpec.load(layout.spec(spec.task_id))
+        if existing.fingerprint != spec.fingerprint:
+            raise StagingError("a different spec already exists here; refusing to overwrite it",
+                               path=layout.spec(spec.task_id))
+    if not layout.state(spec.task_id).exists():
+        write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts))
+        touch_new(layout.pending_token(shard, spec.task_id))
+
+
+def manifest_task_ids(layout: RunLayout) -> list[str]:
+    return [entry[0] for entry in _read_manifest(layout)["tasks"]]
+
+
+def load_manifest(layout: RunLayout) -> dict:
+    return _read_manifest(layout)
+
+
+__all__ = ["StageReport", "stage_run", "build_specs", "load_manifest", "manifest_task_ids"]

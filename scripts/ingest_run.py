@@ -1,0 +1,8 @@
+#!/usr/bin/env python3
+"""Ingestion entry point: `scripts/ingest_run.py RUN_DIR` writes RUN_DIR/results/records.json."""
+
+import sys
+
+from pipe_rules.cli import main
+
+sys.exit(main(["ingest", *sys.argv[1:]]))

@@ -1,0 +1,22 @@
+"""Snakemake `script:` of rule stage_run: stage one run from the workflow's effective config."""
+
+import json
+import sys
+
+from pipe_rules.config import parse_campaign
+from pipe_rules.errors import PipeRulesError
+from pipe_rules.staging import stage_run
+
+snakemake = globals()["snakemake"]  # injected by Snakemake
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+configfile = snakemake.workflow.configfiles[-1] if snakemake.workflow.configfiles else None
+try:
+    campaign = parse_campaign(snakemake.config, configfile)
+    report = stage_run(campaign, snakemake.wildcards.run)
+except PipeRulesError as exc:
+    print(f"pipe-rules: error: {exc}", file=sys.stderr)
+    raise SystemExit(2)
+print(report.line(), file=sys.stderr)
+with open(snakemake.output.staged, "w") as handle:
+    json.dump({"new_tasks": report.new_tasks, "existing_tasks": report.existing_tasks,
+               "duplicates": report.duplicates}, handle)

@@ -1,0 +1,31 @@
+import sys
+
+from pipe_rules.workflow_support import plan_from_snakemake
+
+# Validates the config against pipe_rules' schema before any rule runs.
+PLAN = plan_from_snakemake(config, workflow.configfiles)
+CAMPAIGN_DIR = PLAN.campaign_dir
+PYTHON = sys.executable
+
+
+def all_records():
+    return [f"{CAMPAIGN_DIR}/{run}/results/records.json" for run in PLAN.run_names()]
+
+
+def stage_inputs(wildcards):
+    return PLAN.upstream_records(wildcards.run)
+
+
+def shard_records(wildcards):
+    return [
+        f"{CAMPAIGN_DIR}/{wildcards.run}/shards/{shard}.json"
+        for shard in PLAN.shard_names(wildcards.run)
+    ]
+
+
+def run_setting(name):
+    return lambda wildcards: getattr(PLAN.run(wildcards.run), name)
+
+
+def shard_runtime(wildcards):
+    return PLAN.run(wildcards.run).walltime_min

@@ -1,0 +1,24 @@
+rule run_shard:
+    """One long-lived worker: drains its shard, steals from others, re-runs tasks of dead workers.
+
+    Its output is a per-shard summary, never the result.json files: Snakemake deletes a job's
+    outputs before re-running it, and those are the durable record.
+    """
+    input:
+        staged=f"{CAMPAIGN_DIR}/{{run}}/staged.json",
+    output:
+        record=f"{CAMPAIGN_DIR}/{{run}}/shards/{{shard}}.json",
+    log:
+        f"{CAMPAIGN_DIR}/{{run}}/logs/{{shard}}.log",
+    params:
+        run_dir=f"{CAMPAIGN_DIR}/{{run}}",
+        python=PYTHON,
+    threads: run_setting("cores")
+    resources:
+        mem_mb=run_setting("memory_mb"),
+        runtime=shard_runtime,
+    conda:
+        "../envs/pipe_rules.yaml"
+    shell:
+        "{params.python} -m pipe_rules work {params.run_dir} --shard {wildcards.shard}"
+        " --record {output.record} > {log} 2>&1"

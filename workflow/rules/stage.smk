@@ -1,0 +1,13 @@
+rule stage_run:
+    """Write specs, states and queue tokens of one run (idempotent; never overwrites results)."""
+    input:
+        upstream=stage_inputs,
+    output:
+        staged=f"{CAMPAIGN_DIR}/{{run}}/staged.json",
+    log:
+        f"{CAMPAIGN_DIR}/{{run}}/logs/stage_run.log",
+    localrule: True
+    conda:
+        "../envs/pipe_rules.yaml"
+    script:
+        "../../scripts/stage_run.py"
