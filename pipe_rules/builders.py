@@ -13,6 +13,7 @@ from .config import Campaign, RunConfig, Species
 from .errors import StagingError
 from .ids import sanitize_label
 from .spec import TaskSpec
+from .xyz import validate_xyz_dict, xyz_dict, xyz_dict_from_text
 
 CONFORMER_FAMILIES = ("conf_opt", "conf_sp")
 SPECIES_FAMILIES = ("species_sp", "species_freq")
@@ -25,12 +26,12 @@ def _chem():
 
 def species_geometries(species: Species, count: int, seed: int) -> list[dict]:
     """Geometries of a species: the given xyz, or `count` RDKit conformers of its SMILES."""
-    chem = _chem()
     if species.xyz is not None:
-        xyz = chem.xyz_dict_from_text(species.xyz) if isinstance(species.xyz, str) else dict(species.xyz)
-        chem.validate_xyz_dict(xyz)
-        return [xyz]
-    return chem.embed_conformers(species.smiles, count, seed)
+        if isinstance(species.xyz, str):
+            return [xyz_dict_from_text(species.xyz)]
+        validate_xyz_dict(species.xyz)
+        return [xyz_dict(species.xyz["symbols"], species.xyz["coords"])]
+    return _chem().embed_conformers(species.smiles, count, seed)
 
 
 def charge_multiplicity(species: Species) -> tuple[int, int]:

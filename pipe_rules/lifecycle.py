@@ -158,3 +158,5 @@ def cancel(layout: RunLayout, task_id: str, lock_mode: str, by: str = "user") ->
 def repair_tokens(layout: RunLayout, record: TaskStateRecord) -> None:
     """Make the queue tokens agree with the state (after a crash between the two writes)."""
     _restore_token(layout, record)
+    if record.status is not S.PENDING:
+        remove_if_present(layout.pending_token(record.shard, record.task_id))

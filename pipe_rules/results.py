@@ -86,6 +86,7 @@ def write_result(path: Path, record: ResultRecord) -> None:
     problem = first_error("result", data)
     if problem:  # a bug in the worker, never the user's input: fail loudly
         raise StateError(f"result does not match its schema: {problem[1]}", path=path, field=problem[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, data)
 
 

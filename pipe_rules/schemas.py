@@ -20,9 +20,12 @@ def validator(name: str) -> Draft202012Validator:
 
 def first_error(name: str, document: Any) -> tuple[str, str] | None:
     """Return (field path, message) of the most relevant violation, or None if `document` is valid."""
-    errors = sorted(validator(name).iter_errors(document), key=lambda e: (len(e.path), list(e.path)))
+    errors = list(validator(name).iter_errors(document))
     if not errors:
         return None
+    # An error inside a subschema also makes its properties "unevaluated": report the real one.
+    specific = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
+    errors = sorted(specific, key=lambda e: (-len(e.absolute_path), [str(p) for p in e.absolute_path]))
     err = errors[0]
     field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
     return field, _short(err)

@@ -1,0 +1,24 @@
+"""Engine registry. Engine modules are imported on first use: importing tblite or RDKit costs time
+that the noop engine (benchmarks) and the CLI should not pay."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .base import Engine
+
+_MODULES = {"noop": "noop", "tblite": "tblite_engine"}
+
+
+class UnknownEngineError(ValueError):
+    pass
+
+
+def known_engines() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get_engine(name: str) -> Engine:
+    if name not in _MODULES:
+        raise UnknownEngineError(f"unknown engine {name!r}; known engines: {', '.join(known_engines())}")
+    return import_module(f".{_MODULES[name]}", __name__).ENGINE

@@ -1,0 +1,60 @@
+"""Shared helpers: small real campaigns on the noop engine (for the machinery) or tblite (chemistry)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipe_rules.config import load_campaign
+from pipe_rules.layout import RunLayout
+from pipe_rules.staging import stage_run
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def h2_species(n: int) -> list[dict]:
+    """n distinct species (H2 at different bond lengths): distinct fingerprints, no RDKit needed."""
+    return [{"label": f"h2_{i}", "xyz": f"H 0 0 0\nH 0 0 {0.70 + 0.001 * i:.3f}"} for i in range(n)]
+
+
+def write_config(folder: Path, n_tasks: int = 4, family: str = "species_sp", engine: str = "noop",
+                 species: list[dict] | None = None, runs: list[dict] | None = None, **defaults) -> Path:
+    settings = {"engine": engine, "level": "GFN2-xTB", "shards": 2, "lease_s": 30, "heartbeat_s": 1,
+                "clock_skew_s": 0, "linger_s": 5, "max_attempts": 3}
+    settings.update(defaults)
+    config = {
+        "campaign": "test",
+        "run_root": str(folder / "runs"),
+        "defaults": settings,
+        "species": species if species is not None else h2_species(n_tasks),
+        "runs": runs or [{"name": "main", "family": family}],
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def staged_run(tmp_path):
+    """Factory: write a config, stage its first run, return its RunLayout."""
+    def make(n_tasks: int = 4, **kwargs) -> RunLayout:
+        config = write_config(tmp_path, n_tasks, **kwargs)
+        campaign = load_campaign(config)
+        stage_run(campaign, campaign.runs[0].name)
+        return RunLayout(campaign.run_dir(campaign.runs[0].name))
+    return make
+
+
+def pipe_rules_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([PYTHON, "-m", "pipe_rules", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pipe-rules {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc

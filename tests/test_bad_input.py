@@ -1,0 +1,132 @@
+"""Bad input gets one clear line naming the file and field, a non-zero exit, and changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipe_rules.errors import SpecError
+from pipe_rules.layout import RunLayout
+from pipe_rules.spec import TaskSpec
+from pipe_rules.staging import manifest_task_ids
+from pipe_rules.states import TaskState
+from pipe_rules.taskstate import read_state
+from pipe_rules.worker import run_worker
+
+from conftest import pipe_rules_cli, write_config
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    """A staged and computed run whose files must survive every bad input below."""
+    config = write_config(tmp_path, 3)
+    pipe_rules_cli("stage", str(config), check=True)
+    layout = RunLayout(tmp_path / "runs" / "test" / "main")
+    run_worker(layout.root, install_signals=False)
+    return config, layout
+
+
+def _edit(config: Path, change) -> None:
+    data = yaml.safe_load(config.read_text())
+    change(data)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda d: d["runs"][0].update(family="conf_optt"),
+     "config.yaml: field 'runs.0.family': 'conf_optt' is not one of: conf_opt, conf_sp, "),
+    (lambda d: d["defaults"].update(engine="gaussian16"),
+     "config.yaml: field 'runs.0.engine': unknown engine 'gaussian16'"),
+    (lambda d: d["species"].append({"label": "bad", "smiles": "C1CC(("}),
+     "config.yaml: field 'species': RDKit cannot parse SMILES 'C1CC(('"),
+    (lambda d: d["defaults"].update(shards=0),
+     "config.yaml: field 'defaults.shards': 0 is less than the minimum of 1"),
+    (lambda d: d["runs"][0].update(family="species_freq"),
+     "main/run.json: run was staged with a different family/engine/level/resources (family: 'species_sp' -> 'species_freq')"),
+    (lambda d: d.update(colour="blue"),
+     "config.yaml: field '(top level)': unknown field(s) ('colour' was unexpected)"),
+])
+def test_bad_config_is_one_line_and_changes_nothing(finished_run, change, expected):
+    config, layout = finished_run
+    before = tree_digest(layout.root)
+    _edit(config, change)
+    line = _one_line_error(pipe_rules_cli("stage", str(config)))
+    assert line.startswith("pipe-rules: error: ")
+    assert expected in line
+    assert tree_digest(layout.root) == before
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("campaign: x\nruns: [\n  - {name: a\n")
+    line = _one_line_error(pipe_rules_cli("stage", str(config)))
+    assert f"{config}: is not valid YAML at line" in line
+
+
+@pytest.mark.parametrize("task_id", ["../escape", "a/b", "..", ".hidden", "x..y", ""])
+def test_unsafe_task_ids_are_refused(task_id):
+    with pytest.raises(SpecError, match="task_id .* is not allowed"):
+        RunLayout(Path("/tmp/run")).task_dir(task_id)
+
+
+def test_spec_with_unsafe_task_id_names_file_and_field(finished_run):
+    _, layout = finished_run
+    task_id = manifest_task_ids(layout)[0]
+    path = layout.spec(task_id)
+    data = json.loads(path.read_text())
+    data["task_id"] = "../../etc"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError) as err:
+        TaskSpec.load(path)
+    assert str(err.value).startswith(f"{path}: field 'task_id': task_id '../../etc' is not allowed")
+
+
+def test_species_labels_cannot_escape_the_run_folder(tmp_path):
+    species = [{"label": "../../outside", "xyz": "H 0 0 0\nH 0 0 0.74"}]
+    config = write_config(tmp_path, species=species)
+    pipe_rules_cli("stage", str(config), check=True)
+    assert not (tmp_path / "outside").exists()
+    layout = RunLayout(tmp_path / "runs" / "test" / "main")
+    assert manifest_task_ids(layout) == ["outside_species_sp"]
+
+
+def test_corrupt_state_is_reported_and_repaired_without_losing_results(finished_run):
+    _, layout = finished_run
+    task_id = manifest_task_ids(layout)[0]
+    layout.state(task_id).write_text('{"status": "COMPL')
+    status = pipe_rules_cli("status", str(layout.root))
+    assert f"unreadable: {layout.state(task_id)}: task state is corrupt or truncated" in status.stderr
+    repaired = pipe_rules_cli("reconcile", str(layout.root))
+    assert repaired.returncode == 0 and "repaired 1" in repaired.stdout
+    state = read_state(layout, task_id)
+    assert (state.status, state.attempt_index) == (TaskState.COMPLETED, 0)
+
+
+def test_edited_spec_is_never_executed(tmp_path):
+    config = write_config(tmp_path, 1)
+    pipe_rules_cli("stage", str(config), check=True)
+    layout = RunLayout(tmp_path / "runs" / "test" / "main")
+    task_id = manifest_task_ids(layout)[0]
+    data = json.loads(layout.spec(task_id).read_text())
+    data["input_payload"]["charge"] = 5
+    layout.spec(task_id).write_text(json.dumps(data))
+    run_worker(layout.root, install_signals=False)
+    state = read_state(layout, task_id)
+    assert state.status is TaskState.FAILED_TERMINAL
+    assert state.failure_reason == "invalid_spec"
