@@ -136,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ingest)
     p = sub.add_parser("run", help="run a campaign through snakemake with a profile")
     p.add_argument("config", nargs="?", default="config.yaml")
-    p.add_argument("--profile", default="profiles/local")
-    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed on to snakemake")
+    p.add_argument("--profile", default="local",
+                   help="a profile folder, or the name of one in the project's profiles/ (default: local)")
+    p.add_argument("snakemake_args", nargs="*", help="after '--': passed on to snakemake")
     p.set_defaults(func=_cmd_run)
     return parser
 

@@ -86,8 +86,8 @@ def check_run_transition(current: RunState, new: RunState) -> None:
 def run_state_from_counts(counts: dict[TaskState, int]) -> RunState:
     """Derive a run's state from how many tasks sit in each task state."""
     total = sum(counts.values())
-    if total == 0:
-        return RunState.STAGED
+    if total == 0:  # nothing to do is done: an empty run must not stay active forever (ARC item 11)
+        return RunState.COMPLETED
     active = sum(counts.get(s, 0) for s in (T.PENDING, T.CLAIMED, T.RUNNING, T.FAILED_RETRYABLE, T.ORPHANED))
     if active:
         started = total - counts.get(T.PENDING, 0)

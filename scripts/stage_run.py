@@ -9,7 +9,7 @@ from pipe_rules.staging import stage_run
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
-configfile = snakemake.workflow.configfiles[-1] if snakemake.workflow.configfiles else None
+configfile = snakemake.params.configfile  # relative paths in the config are relative to it
 try:
     campaign = parse_campaign(snakemake.config, configfile)
     report = stage_run(campaign, snakemake.wildcards.run)

@@ -55,7 +55,7 @@ def test_mixing_task_and_run_states_is_a_type_error():
 
 
 @pytest.mark.parametrize("counts,expected", [
-    ({}, RunState.STAGED),
+    ({}, RunState.COMPLETED),
     ({T.PENDING: 3}, RunState.STAGED),
     ({T.PENDING: 2, T.COMPLETED: 1}, RunState.RUNNING),
     ({T.RUNNING: 1}, RunState.RUNNING),

@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 from pipe_rules.workflow_support import plan_from_snakemake
 
@@ -29,3 +30,8 @@ def run_setting(name):
 
 def shard_runtime(wildcards):
     return PLAN.run(wildcards.run).walltime_min
+
+
+def run_dir_of(wildcards, input):
+    """The run folder, derived from the staged marker (which sits at its top)."""
+    return str(Path(input.staged).parent)

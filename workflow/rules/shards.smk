@@ -10,15 +10,15 @@ rule run_shard:
         record=f"{CAMPAIGN_DIR}/{{run}}/shards/{{shard}}.json",
     log:
         f"{CAMPAIGN_DIR}/{{run}}/logs/{{shard}}.log",
-    params:
-        run_dir=f"{CAMPAIGN_DIR}/{{run}}",
-        python=PYTHON,
+    conda:
+        "../envs/pipe_rules.yaml"
     threads: run_setting("cores")
     resources:
         mem_mb=run_setting("memory_mb"),
         runtime=shard_runtime,
-    conda:
-        "../envs/pipe_rules.yaml"
+    params:
+        run_dir=run_dir_of,
+        python=PYTHON,
     shell:
         "{params.python} -m pipe_rules work {params.run_dir} --shard {wildcards.shard}"
         " --record {output.record} > {log} 2>&1"

@@ -9,5 +9,7 @@ rule stage_run:
     localrule: True
     conda:
         "../envs/pipe_rules.yaml"
+    params:
+        configfile=PLAN.config_file,
     script:
         "../../scripts/stage_run.py"
