@@ -90,7 +90,7 @@ def new_worker_id(shard: str | None) -> str:
 
 def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = None,
                max_tasks: int | None = None, linger: bool = True, install_signals: bool = True) -> WorkerSummary:
-    layout = RunLayout(Path(run_dir))
+    layout = RunLayout(Path(run_dir).resolve())  # the engine runs with cwd = its attempt folder
     run = read_run(layout)
     summary = WorkerSummary(worker_id or new_worker_id(shard), shard)
     picker = TaskPicker(layout, shard, run.lock_mode, summary.worker_id, run.lease_s)
