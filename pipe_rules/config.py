@@ -31,6 +31,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "n_conformers": 4,
     "seed": 42,
     "options": {},
+    "partition": "",
+    "account": "",
 }
 
 
@@ -61,6 +63,8 @@ class RunConfig:
     n_conformers: int
     seed: int
     options: dict[str, Any] = field(default_factory=dict)
+    partition: str = ""
+    account: str = ""
     from_run: str | None = None
     species: tuple[str, ...] | None = None
 

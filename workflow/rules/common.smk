@@ -28,10 +28,6 @@ def run_setting(name):
     return lambda wildcards: getattr(PLAN.run(wildcards.run), name)
 
 
-def shard_runtime(wildcards):
-    return PLAN.run(wildcards.run).walltime_min
-
-
 def run_dir_of(wildcards, input):
     """The run folder, derived from the staged marker (which sits at its top)."""
     return str(Path(input.staged).parent)

@@ -15,7 +15,9 @@ rule run_shard:
     threads: run_setting("cores")
     resources:
         mem_mb=run_setting("memory_mb"),
-        runtime=shard_runtime,
+        runtime=run_setting("walltime_min"),
+        slurm_partition=run_setting("partition"),
+        slurm_account=run_setting("account"),
     params:
         run_dir=run_dir_of,
         python=PYTHON,
