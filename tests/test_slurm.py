@@ -1,0 +1,186 @@
+"""Integration tests against a real single-node SLURM (tests/cluster/start_slurm.sh starts it).
+
+They skip, with the reason printed by `pytest -ra`, only where SLURM cannot be started here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipe_rules.fsio import read_json
+from pipe_rules.layout import RunLayout
+from pipe_rules.results import read_result
+from pipe_rules.staging import manifest_task_ids
+from pipe_rules.states import TaskState
+from pipe_rules.taskstate import read_state
+
+from conftest import PYTHON, REPO, write_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# This machine's filesystem is local: no need for the profile's 60 s latency allowance.
+FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "3", "--seconds-between-status-checks", "3",
+                "--latency-wait", "5"]
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return out.returncode == 0 and bool(re.search(r"idle|mixed|allocated", out.stdout))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm():
+    if not _slurm_up():
+        reason = os.environ.get("PIPE_RULES_SLURM_UNAVAILABLE")
+        if reason is None and os.geteuid() == 0:
+            proc = subprocess.run([str(REPO / "tests/cluster/start_slurm.sh")], capture_output=True, text=True)
+            reason = None if proc.returncode == 0 else (proc.stdout + proc.stderr).strip().splitlines()[-1:]
+        if not _slurm_up():
+            pytest.skip(f"SLURM cannot be started on this machine: {reason or 'not root'}")
+
+
+def slurm_jobs() -> dict[str, dict[str, str]]:
+    """Every job the controller remembers (MinJobAge=600 keeps finished ones), by JobId."""
+    out = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        if "JobId" in fields:
+            jobs[fields["JobId"]] = fields
+    return jobs
+
+
+def submissions_since(before: dict) -> dict[str, list[dict]]:
+    """New submissions (an array counts once) -> their elements."""
+    grouped: dict[str, list[dict]] = {}
+    for job_id, fields in slurm_jobs().items():
+        if job_id not in before:
+            grouped.setdefault(fields.get("ArrayJobId", job_id), []).append(fields)
+    return grouped
+
+
+def snakemake_cmd(profile: str, *extra: str) -> list[str]:
+    polling = FAST_POLLING if profile == "slurm" else []
+    return [PYTHON, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"), "--configfile",
+            "config.yaml", "--profile", str(REPO / "profiles" / profile), *polling, *extra]
+
+
+def run_snakemake(folder: Path, profile: str = "slurm", *extra: str, timeout: float = 600):
+    proc = subprocess.run(snakemake_cmd(profile, *extra), cwd=folder, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def assert_completed_exactly_once(layout: RunLayout) -> list:
+    states = [read_state(layout, t) for t in manifest_task_ids(layout)]
+    for state in states:
+        assert state.status is TaskState.COMPLETED, (state.task_id, state.failure_reason)
+        assert [h["to"] for h in state.history].count("COMPLETED") == 1, state.history
+    return states
+
+
+def wait_until(predicate, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def count_state(layout: RunLayout, status: TaskState) -> int:
+    return sum(read_state(layout, t).status is status for t in manifest_task_ids(layout))
+
+
+def test_a_campaign_of_real_tasks_is_one_array_submission(tmp_path):
+    write_config(tmp_path, 24, engine="tblite", shards=4, lease_s=60, heartbeat_s=5)
+    before = slurm_jobs()
+    run_snakemake(tmp_path)
+    submissions = submissions_since(before)
+    assert len(submissions) == 1, submissions
+    (elements,) = submissions.values()
+    assert sorted(int(e["ArrayTaskId"]) for e in elements) == [1, 2, 3, 4]
+    layout = RunLayout(tmp_path / "runs/test/main")
+    assert_completed_exactly_once(layout)
+    records = read_json(layout.records, "records")
+    assert len(records["owners"]) == 24 and records["run_state"] == "COMPLETED"
+    assert all(r["e_elect_hartree"] < -0.9 for r in records["owners"].values())
+    job_ids = {read_result(layout.result(t, 0))["worker"]["scheduler_job_id"] for t in manifest_task_ids(layout)}
+    assert {j.split("_")[0] for j in job_ids} == set(submissions)  # results name their array element
+
+
+def test_scancel_of_one_element_loses_nothing_and_does_not_storm(tmp_path):
+    write_config(tmp_path, 12, shards=3, lease_s=4, heartbeat_s=1, clock_skew_s=0, linger_s=30,
+                 options={"sleep_s": 3})
+    layout = RunLayout(tmp_path / "runs/test/main")
+    before = slurm_jobs()
+    head = subprocess.Popen(snakemake_cmd("slurm"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    wait_until(lambda: any(e.get("JobState") == "RUNNING" for es in submissions_since(before).values() for e in es)
+               and count_state(layout, TaskState.RUNNING) >= 1, what="a running array element")
+    (array_id,) = submissions_since(before)
+    running = [e for e in submissions_since(before)[array_id] if e["JobState"] == "RUNNING"]
+    victim = f"{array_id}_{running[0]['ArrayTaskId']}"
+    subprocess.run(["scancel", victim], check=True)
+    output, _ = head.communicate(timeout=600)
+    assert head.returncode == 0, output[-4000:]
+    states = assert_completed_exactly_once(layout)
+    interrupted = [s for s in states if any(h["to"] in ("ORPHANED", "FAILED_RETRYABLE") for h in s.history)]
+    assert interrupted, "the cancelled element was running a task: it must have been handed back or orphaned"
+    for state in interrupted:
+        assert state.attempt_index >= 1
+    # No storm: every element is resubmitted at most once (retries: 1). With plugin 2.8.0 every
+    # element's Snakemake also waits for the FIRST element's output, so cancelling element 1 makes
+    # its siblings fail too and they are resubmitted once; their workers find the work done.
+    submitted_elements = sum(len(elements) for elements in submissions_since(before).values())
+    assert submitted_elements <= 2 * 3, submissions_since(before)
+
+
+def test_walltime_kill_hands_the_task_back_and_the_run_completes(tmp_path):
+    write_config(tmp_path, 2, shards=1, walltime_min=1, lease_s=30, heartbeat_s=2, options={"sleep_s": 50})  # SLURM checks limits every ~30 s
+    run_snakemake(tmp_path, "slurm", timeout=900)
+    layout = RunLayout(tmp_path / "runs/test/main")
+    states = assert_completed_exactly_once(layout)
+    killed = [s for s in states if s.attempt_index == 1]
+    assert len(killed) == 1
+    (state,) = killed
+    assert [h["to"] for h in state.history] == ["CLAIMED", "RUNNING", "FAILED_RETRYABLE", "PENDING", "CLAIMED",
+                                                "RUNNING", "COMPLETED"]
+    first = read_result(layout.result(state.task_id, 0))
+    assert (first["status"], first["failure_reason"]) == ("FAILED", "terminated")
+
+
+def _interrupt_midway(folder: Path, profile: str, layout: RunLayout, done: int) -> None:
+    head = subprocess.Popen(snakemake_cmd(profile), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    wait_until(lambda: layout.manifest.exists() and count_state(layout, TaskState.COMPLETED) >= done,
+               timeout=300, what=f"{done} completed tasks")
+    head.send_signal(signal.SIGINT)
+    head.communicate(timeout=120)
+
+
+@pytest.mark.parametrize("first_profile", ["slurm", "local"])
+def test_an_interrupted_run_resumes_on_slurm_without_redoing_work(tmp_path, first_profile):
+    """Restart re-attaches and runs only the missing work; the profile is only transport."""
+    write_config(tmp_path, 16, shards=2, lease_s=5, heartbeat_s=1, clock_skew_s=0, linger_s=10,
+                 options={"sleep_s": 1})
+    layout = RunLayout(tmp_path / "runs/test/main")
+    _interrupt_midway(tmp_path, first_profile, layout, done=4)
+    finished = {t: layout.result(t, read_state(layout, t).attempt_index).read_bytes()
+                for t in manifest_task_ids(layout) if read_state(layout, t).status is TaskState.COMPLETED}
+    assert 4 <= len(finished) < 16
+    run_snakemake(tmp_path, "slurm")
+    assert_completed_exactly_once(layout)
+    for task_id, content in finished.items():
+        assert layout.result(task_id, read_state(layout, task_id).attempt_index).read_bytes() == content
+    assert read_json(layout.records, "records")["run_state"] == "COMPLETED"
