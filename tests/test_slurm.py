@@ -161,11 +161,12 @@ def test_walltime_kill_hands_the_task_back_and_the_run_completes(tmp_path):
 
 
 def _interrupt_midway(folder: Path, profile: str, layout: RunLayout, done: int) -> None:
+    """Ctrl-C in the user's terminal: SIGINT to Snakemake's whole process group."""
     head = subprocess.Popen(snakemake_cmd(profile), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=True)
     wait_until(lambda: layout.manifest.exists() and count_state(layout, TaskState.COMPLETED) >= done,
                timeout=300, what=f"{done} completed tasks")
-    head.send_signal(signal.SIGINT)
+    os.killpg(head.pid, signal.SIGINT)
     head.communicate(timeout=120)
 
 

@@ -1,12 +1,16 @@
-"""Engine registry. Engine modules are imported on first use: importing tblite or RDKit costs time
-that the noop engine (benchmarks) and the CLI should not pay."""
+"""Engine registry. Engine modules are imported on first use: importing tblite or RDKit costs a
+second that the noop engine (benchmarks) and the CLI should not pay."""
 
 from __future__ import annotations
 
 from importlib import import_module
 
-from .base import Engine
+from .base import Engine, EngineFailure, EngineResult, FailureClass
 
+__all__ = ["Engine", "EngineFailure", "EngineResult", "FailureClass", "UnknownEngineError",
+           "get_engine", "known_engines"]
+
+# engine name -> module in this package that defines ENGINE
 _MODULES = {"noop": "noop", "tblite": "tblite_engine"}
 
 
@@ -20,5 +24,6 @@ def known_engines() -> list[str]:
 
 def get_engine(name: str) -> Engine:
     if name not in _MODULES:
-        raise UnknownEngineError(f"unknown engine {name!r}; known engines: {', '.join(known_engines())}")
+        raise UnknownEngineError(f"unknown engine {name!r}; known engines: {', '.join(known_engines())}. "
+                                 "Set 'engine' in the campaign config to one of these.")
     return import_module(f".{_MODULES[name]}", __name__).ENGINE

@@ -1,4 +1,8 @@
-"""What every engine provides, and how it reports failure."""
+"""What every engine provides, and how it reports failure.
+
+The worker decides retry policy from the failure class alone, so engines must classify honestly:
+ESS means the same input would fail again, TRANSIENT means the environment let us down.
+"""
 
 from __future__ import annotations
 
@@ -14,27 +18,48 @@ class FailureClass(str, Enum):
 
 
 class EngineFailure(Exception):
+    """A classified failure. `reason` is a short keyword for tables and retry rules
+    ("scf_not_converged", "max_opt_cycles", ...); `message` is the text a person reads."""
+
     def __init__(self, failure_class: FailureClass, reason: str, message: str):
-        self.failure_class = failure_class
+        self.failure_class = FailureClass(failure_class)
         self.reason = reason
         self.message = message
-        super().__init__(f"{reason}: {message}")
+        super().__init__(f"{self.failure_class.value} failure ({reason}): {message}")
 
 
 @dataclass
 class EngineResult:
     energy_hartree: float | None
-    geometry: dict | None
+    geometry: dict | None  # ARC xyz dict in Angstrom, plain lists (JSON-ready)
     converged: bool
-    data: dict = field(default_factory=dict)
-    native_outputs: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # family-specific extras, JSON-serialisable only
+    native_outputs: list[str] = field(default_factory=list)  # files the engine wrote, relative to workdir
 
 
 class Engine(Protocol):
+    """Engines run in the worker's process with `workdir` as cwd. Invalid requests (unknown family
+    or level, malformed payload) raise ValueError: no retry can fix them."""
+
     name: str
     families: frozenset[str]
-    levels: frozenset[str] | None
+    levels: frozenset[str] | None  # None: any level accepted
 
     def version(self) -> str: ...
 
     def run(self, family: str, level: str, payload: dict, options: dict, workdir: Path, cores: int) -> EngineResult: ...
+
+
+def check_request(engine: Engine, family: str, level: str) -> str:
+    """Reject what the engine cannot run before it starts; return the level as the engine spells it
+    (levels match case-insensitively, as task fingerprints lower-case them)."""
+    if family not in engine.families:
+        raise ValueError(f"engine {engine.name!r} cannot run family {family!r}; "
+                         f"it runs: {', '.join(sorted(engine.families))}")
+    if engine.levels is None:
+        return level
+    by_lower = {known.lower(): known for known in engine.levels}
+    if level.lower() not in by_lower:
+        raise ValueError(f"engine {engine.name!r} has no level {level!r}; "
+                         f"choose one of: {', '.join(sorted(engine.levels))}")
+    return by_lower[level.lower()]

@@ -1,7 +1,9 @@
-"""The `noop` engine: computes nothing. For benchmarks of the machinery and for fault injection.
+"""The `noop` engine computes nothing: it measures the machinery (benchmarks) and injects faults.
 
-`sleep_s` (payload or run option) makes a task last that long, in short steps so signals are
-handled promptly; `fail: ess|transient` raises that failure class.
+`sleep_s` makes a task last that long and `fail: ess|transient` raises that failure class. Both
+are read from the payload first, then from the run options (so one option can slow a whole run).
+The sleep is cut into short steps so that a signal handler raising in the main thread (SIGTERM at
+walltime) interrupts the task within a twentieth of a second.
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import __version__
-from .base import EngineFailure, EngineResult, FailureClass
+from .base import EngineFailure, EngineResult, FailureClass, check_request
 
 ALL_FAMILIES = frozenset({"conf_opt", "conf_sp", "ts_guess_batch_method", "ts_opt", "species_sp",
                           "species_freq", "irc", "rotor_scan_1d"})
+_STEP_S = 0.05
+
+
+def _setting(name: str, payload: dict, options: dict):
+    return payload.get(name, options.get(name))
 
 
 class NoopEngine:
@@ -22,14 +28,24 @@ class NoopEngine:
     levels = None
 
     def version(self) -> str:
-        return __version__
+        try:
+            from .. import __version__
+        except ImportError:
+            return "0"
+        return str(__version__)
 
     def run(self, family: str, level: str, payload: dict, options: dict, workdir: Path, cores: int) -> EngineResult:
-        sleep_s = float(payload.get("sleep_s", options.get("sleep_s", 0)))
-        deadline = time.monotonic() + sleep_s
-        while time.monotonic() < deadline:
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        fail = payload.get("fail", options.get("fail"))
+        check_request(self, family, level)
+        sleep_s = _setting("sleep_s", payload, options) or 0
+        if isinstance(sleep_s, bool) or not isinstance(sleep_s, (int, float)) or sleep_s < 0:
+            raise ValueError(f"noop engine: 'sleep_s' must be a number of seconds >= 0, got {sleep_s!r}")
+        fail = _setting("fail", payload, options)
+        if fail and fail not in {c.value for c in FailureClass}:
+            raise ValueError(f"noop engine: 'fail' must be one of "
+                             f"{', '.join(c.value for c in FailureClass)}, got {fail!r}")
+        deadline = time.monotonic() + float(sleep_s)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(_STEP_S, left))
         if fail:
             raise EngineFailure(FailureClass(fail), "injected_failure", f"noop engine told to fail ({fail})")
         return EngineResult(energy_hartree=0.0, geometry=payload.get("xyz"), converged=True)
