@@ -13,7 +13,7 @@ from .config import Campaign, RunConfig, Species
 from .errors import StagingError
 from .ids import sanitize_label
 from .spec import TaskSpec
-from .xyz import validate_xyz_dict, xyz_dict, xyz_dict_from_text
+from .xyz import validate_xyz_dict, xyz_dict_from_atoms, xyz_dict_from_text
 
 CONFORMER_FAMILIES = ("conf_opt", "conf_sp")
 SPECIES_FAMILIES = ("species_sp", "species_freq")
@@ -30,7 +30,7 @@ def species_geometries(species: Species, count: int, seed: int) -> list[dict]:
         if isinstance(species.xyz, str):
             return [xyz_dict_from_text(species.xyz)]
         validate_xyz_dict(species.xyz)
-        return [xyz_dict(species.xyz["symbols"], species.xyz["coords"])]
+        return [xyz_dict_from_atoms(species.xyz["symbols"], species.xyz["coords"])]
     return _chem().embed_conformers(species.smiles, count, seed)
 
 

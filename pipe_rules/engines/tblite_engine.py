@@ -27,7 +27,7 @@ from ase.optimize import BFGS
 from ase.units import Hartree
 from tblite.ase import TBLite
 
-from ..chem import atoms_from_xyz_dict, xyz_dict_from_atoms
+from ..xyz import atoms_from_xyz_dict, xyz_dict_from_atoms
 from .base import EngineFailure, EngineResult, FailureClass, check_request
 
 ESS = FailureClass.ESS
@@ -160,7 +160,8 @@ def _classify(exc: Exception, settings: dict) -> EngineFailure:
     if "unpaired electrons" in str(exc):
         return EngineFailure(ESS, "multiplicity_inconsistent", f"{text}; fix the species' multiplicity")
     if isinstance(exc, InputError):  # coincident atoms, elements beyond Rn
-        return EngineFailure(ESS, "bad_geometry", text)
+        return EngineFailure(ESS, "bad_geometry", f"{text}; GFN-xTB covers elements H to Rn, "
+                             "and no two atoms may share a position")
     return EngineFailure(ESS, "tblite_error", text)  # tblite is deterministic: a retry fails the same way
 
 
