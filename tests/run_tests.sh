@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Test entry point (`make test`, and so CI): start the real schedulers the integration tests use,
-# then run pytest. A scheduler that cannot start is reported and its tests skip with that reason.
+# then run pytest. A scheduler that cannot start is reported here and its tests skip with that
+# reason (shown by `pytest -ra`), never silently.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-if [ -x tests/cluster/start_slurm.sh ]; then
-  if tests/cluster/start_slurm.sh > /tmp/pipe_rules_slurm_start.log 2>&1; then
-    tail -n 1 /tmp/pipe_rules_slurm_start.log
+
+start() {  # start <name> <script> <env var that carries the reason to the tests>
+  local log="/tmp/pipe_rules_$1_start.log"
+  if "$2" > "$log" 2>&1; then
+    tail -n 1 "$log"
   else
-    echo "SLURM could not be started (integration tests will skip); log:"; tail -n 20 /tmp/pipe_rules_slurm_start.log
-    export PIPE_RULES_SLURM_UNAVAILABLE="$(tail -n 1 /tmp/pipe_rules_slurm_start.log)"
+    echo "$1 could not be started; its integration tests will skip. Last lines of $log:"
+    tail -n 5 "$log"
+    export "$3=$(tail -n 1 "$log")"
   fi
-fi
+}
+
+start slurm tests/cluster/start_slurm.sh PIPE_RULES_SLURM_UNAVAILABLE
+[ -x tests/cluster/start_sge.sh ] && start sge tests/cluster/start_sge.sh PIPE_RULES_SGE_UNAVAILABLE
 exec "$PY" -m pytest -ra "$@"
