@@ -59,11 +59,12 @@ def slurm_jobs() -> dict[str, dict[str, str]]:
     return jobs
 
 
-def submissions_since(before: dict) -> dict[str, list[dict]]:
-    """New submissions (an array counts once) -> their elements."""
+def submissions_since(before: dict, folder: Path) -> dict[str, list[dict]]:
+    """New submissions from `folder` (an array counts once) -> their elements; other users' jobs
+    on the same controller are ignored."""
     grouped: dict[str, list[dict]] = {}
     for job_id, fields in slurm_jobs().items():
-        if job_id not in before:
+        if job_id not in before and fields.get("WorkDir") == str(folder):
             grouped.setdefault(fields.get("ArrayJobId", job_id), []).append(fields)
     return grouped
 
@@ -106,7 +107,7 @@ def test_a_campaign_of_real_tasks_is_one_array_submission(tmp_path):
     write_config(tmp_path, 24, engine="tblite", shards=4, lease_s=60, heartbeat_s=5)
     before = slurm_jobs()
     run_snakemake(tmp_path)
-    submissions = submissions_since(before)
+    submissions = submissions_since(before, tmp_path)
     assert len(submissions) == 1, submissions
     (elements,) = submissions.values()
     assert sorted(int(e["ArrayTaskId"]) for e in elements) == [1, 2, 3, 4]
@@ -126,10 +127,10 @@ def test_scancel_of_one_element_loses_nothing_and_does_not_storm(tmp_path):
     before = slurm_jobs()
     head = subprocess.Popen(snakemake_cmd("slurm"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    wait_until(lambda: any(e.get("JobState") == "RUNNING" for es in submissions_since(before).values() for e in es)
+    wait_until(lambda: any(e.get("JobState") == "RUNNING" for es in submissions_since(before, tmp_path).values() for e in es)
                and count_state(layout, TaskState.RUNNING) >= 1, what="a running array element")
-    (array_id,) = submissions_since(before)
-    running = [e for e in submissions_since(before)[array_id] if e["JobState"] == "RUNNING"]
+    (array_id,) = submissions_since(before, tmp_path)
+    running = [e for e in submissions_since(before, tmp_path)[array_id] if e["JobState"] == "RUNNING"]
     victim = f"{array_id}_{running[0]['ArrayTaskId']}"
     subprocess.run(["scancel", victim], check=True)
     output, _ = head.communicate(timeout=600)
@@ -142,8 +143,8 @@ def test_scancel_of_one_element_loses_nothing_and_does_not_storm(tmp_path):
     # No storm: every element is resubmitted at most once (retries: 1). With plugin 2.8.0 every
     # element's Snakemake also waits for the FIRST element's output, so cancelling element 1 makes
     # its siblings fail too and they are resubmitted once; their workers find the work done.
-    submitted_elements = sum(len(elements) for elements in submissions_since(before).values())
-    assert submitted_elements <= 2 * 3, submissions_since(before)
+    submitted_elements = sum(len(elements) for elements in submissions_since(before, tmp_path).values())
+    assert submitted_elements <= 2 * 3, submissions_since(before, tmp_path)
 
 
 def test_walltime_kill_hands_the_task_back_and_the_run_completes(tmp_path):
