@@ -33,7 +33,7 @@ def _cmd_work(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     summary = run_worker(Path(args.run_dir), shard=args.shard, linger=not args.no_linger)
     if args.record:
-        atomic_write_json(Path(args.record), summary.as_dict())
+        atomic_write_json(Path(args.record), summary.as_dict(), pretty=True)
     print(f"worker {summary.worker_id}: {summary.completed} completed, {summary.failed} failed, "
           f"{summary.released} released, {summary.lost} lost ownership ({summary.exit_reason})")
     return EXIT_TERMINATED if summary.exit_reason == "terminated" else 0

@@ -13,7 +13,6 @@ import time
 import traceback
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 from .engines import get_engine
 from .engines.base import EngineFailure, EngineResult, FailureClass
@@ -73,7 +72,7 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
                     engine=spec.engine, level=spec.level, ingestion_metadata=spec.ingestion_metadata)
         engine = get_engine(spec.engine)
         base["engine_version"] = engine.version()
-        workdir = attempt_dir / "work"
+        workdir = attempt_dir  # engine files sit beside result.json; one folder less to create per task
         workdir.mkdir(parents=True, exist_ok=True)
         os.chdir(workdir)
         with guard:
@@ -120,5 +119,5 @@ def _record(base: dict, started: float, cpu0: float, state: TaskState, fclass, r
         record.geometry = engine_result.geometry
         record.converged = bool(engine_result.converged)
         record.data = engine_result.data
-        record.native_outputs = [str(Path("work") / p) for p in engine_result.native_outputs]
+        record.native_outputs = list(engine_result.native_outputs)
     return record

@@ -36,15 +36,18 @@ def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: Any, fsync: bool = False) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n", fsync=fsync)
+def atomic_write_json(path: Path, data: Any, fsync: bool = False, pretty: bool = False) -> None:
+    """Compact by default: `indent` makes json fall back to its slow pure-Python encoder, and
+    state files are rewritten several times per task. Files people read are written pretty."""
+    text = json.dumps(data, indent=1, sort_keys=True) if pretty else json.dumps(data, separators=(",", ":"))
+    atomic_write_text(path, text + "\n", fsync=fsync)
 
 
 def write_new_json(path: Path, data: Any) -> bool:
     """Create `path` only if it does not exist yet (link is atomic, also over NFS). Return True if created."""
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
     with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        handle.write(json.dumps(data, separators=(",", ":")) + "\n")
     try:
         os.link(tmp, path)
         return True

@@ -122,5 +122,5 @@ def ingest(layout: RunLayout, finish_leftovers: bool = True) -> dict[str, Any]:
         run_worker(layout.root, shard=None, install_signals=False)
         reconcile(layout)
     records = build_records(layout)
-    atomic_write_json(layout.records, records)
+    atomic_write_json(layout.records, records, pretty=True)
     return records

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .ids import check_safe_id
@@ -19,6 +20,13 @@ def bucket_of(task_id: str) -> str:
 
 def shard_name(index: int) -> str:
     return f"shard-{index:03d}"
+
+
+@lru_cache(maxsize=4096)
+def _task_dir(root: Path, task_id: str) -> Path:
+    """Cached: a worker asks for the same task's paths a dozen times while running it."""
+    check_safe_id(task_id, "task_id")
+    return root / "tasks" / bucket_of(task_id) / task_id
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,7 @@ class RunLayout:
         return self.root / "tasks"
 
     def task_dir(self, task_id: str) -> Path:
-        check_safe_id(task_id, "task_id")
-        return self.tasks_dir / bucket_of(task_id) / task_id
+        return _task_dir(self.root, task_id)
 
     def spec(self, task_id: str) -> Path:
         return self.task_dir(task_id) / "spec.json"
@@ -52,7 +59,9 @@ class RunLayout:
         return self.task_dir(task_id) / "state.json"
 
     def state_lock(self, task_id: str) -> Path:
-        return self.task_dir(task_id) / "state.lock"
+        """One lock per bucket, not per task: creating a lock file per task cost as much as a
+        state write, and critical sections last well under a millisecond."""
+        return self.root / "locks" / f"{bucket_of(task_id)}.lock"
 
     def attempt_dir(self, task_id: str, attempt_index: int) -> Path:
         return self.task_dir(task_id) / "attempts" / str(attempt_index)

@@ -82,7 +82,7 @@ def read_run(layout: RunLayout) -> RunRecord:
 
 
 def write_run(layout: RunLayout, record: RunRecord) -> None:
-    atomic_write_json(layout.run_json, record.as_dict())
+    atomic_write_json(layout.run_json, record.as_dict(), pretty=True)
 
 
 def update_run(layout: RunLayout, lock_mode: str, change) -> RunRecord:

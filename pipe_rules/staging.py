@@ -17,7 +17,7 @@ from .engines import UnknownEngineError, get_engine
 from .errors import ConfigError, SpecError, StagingError, StateError
 from .fsio import atomic_write_json, read_json, touch_new, write_new_json
 from .layout import RunLayout, shard_name
-from .runrecord import RunRecord, read_run, update_run, write_run
+from .runrecord import RunRecord, read_run, update_run
 from .spec import TaskSpec
 from .states import RunState
 from .taskstate import TaskStateRecord, write_initial_state
@@ -123,7 +123,7 @@ def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecor
                                "one run holds one kind of task: give the run a new name", path=layout.run_json)
         return record
     for sub in (layout.tasks_dir, layout.pending_dir, layout.inflight_dir, layout.shards_dir,
-                layout.results_dir, layout.logs_dir):
+                layout.results_dir, layout.logs_dir, layout.root / "locks"):
         sub.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.root, 0o755)
     record = RunRecord(

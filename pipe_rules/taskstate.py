@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +37,8 @@ class TaskStateRecord:
     schema_version: int = STATE_SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Shallow: dataclasses.asdict deep-copies the history on every one of a task's writes."""
+        data = {f.name: getattr(self, f.name) for f in _FIELDS}
         data["status"] = self.status.value
         return data
 
@@ -93,6 +94,9 @@ class TaskStateRecord:
     def clear_claim(self) -> None:
         self.claimed_by = self.claim_token = None
         self.claimed_at = self.lease_expires_at = self.heartbeat_at = None
+
+
+_FIELDS = fields(TaskStateRecord)
 
 
 def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:

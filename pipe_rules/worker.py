@@ -98,41 +98,51 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
     if install_signals:
         signals.install()
     idle_since: float | None = None
+    heartbeat = Heartbeat(layout, run.lock_mode, run.lease_s, run.heartbeat_s)
     try:
-        while not signals.stop and (max_tasks is None or summary.completed + summary.failed < max_tasks):
-            try:
-                claim = picker.next_claim()
-            except StateError as exc:  # a corrupt state file: report it, leave it for `reconcile`
-                summary.errors.append(str(exc))
-                log.error("%s", exc)
-                continue
-            if claim is None:
-                idle_since = idle_since or time.time()
-                if not linger or not _linger_once(layout, run, idle_since):
-                    break
-                continue
-            idle_since = None
-            with Heartbeat(layout, claim, run.lock_mode, run.lease_s, run.heartbeat_s):
-                outcome = execute(layout, run.run_id, claim, shard, guard=signals.engine_window())
-            write_result(layout.result(claim.task_id, claim.attempt_index), outcome.result)
-            try:
-                record = finish(layout, claim, run.lock_mode, outcome.state, outcome.failure_class, outcome.reason)
-            except OwnershipLost as exc:
-                summary.lost += 1
-                log.warning("%s; its result stays in attempt %d for the record", exc, claim.attempt_index)
-                continue
-            if outcome.terminated:
-                summary.released += 1
-            elif record.status is TaskState.COMPLETED:
-                summary.completed += 1
-            elif record.status is not TaskState.PENDING:
-                summary.failed += 1
+        with heartbeat:
+            while not signals.stop and (max_tasks is None or summary.completed + summary.failed < max_tasks):
+                try:
+                    claim = picker.next_claim()
+                except StateError as exc:  # a corrupt state file: report it, leave it for `reconcile`
+                    summary.errors.append(str(exc))
+                    log.error("%s", exc)
+                    continue
+                if claim is None:
+                    idle_since = idle_since or time.time()
+                    if not linger or not _linger_once(layout, run, idle_since):
+                        break
+                    continue
+                idle_since = None
+                heartbeat.track(claim)
+                try:
+                    outcome = execute(layout, run.run_id, claim, shard, guard=signals.engine_window())
+                finally:
+                    heartbeat.track(None)
+                _record_outcome(layout, run, claim, outcome, summary)
     finally:
         signals.restore()
         summary.ended_at = time.time()
     if signals.stop:
         summary.exit_reason = "terminated"
     return summary
+
+
+def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSummary) -> None:
+    """result.json first, then the terminal state: a crash in between leaves a result to salvage."""
+    write_result(layout.result(claim.task_id, claim.attempt_index), outcome.result)
+    try:
+        record = finish(layout, claim, run.lock_mode, outcome.state, outcome.failure_class, outcome.reason)
+    except OwnershipLost as exc:
+        summary.lost += 1
+        log.warning("%s; its result stays in attempt %d for the record", exc, claim.attempt_index)
+        return
+    if outcome.terminated:
+        summary.released += 1
+    elif record.status is TaskState.COMPLETED:
+        summary.completed += 1
+    elif record.status is not TaskState.PENDING:
+        summary.failed += 1
 
 
 def _linger_once(layout: RunLayout, run, idle_since: float) -> bool:

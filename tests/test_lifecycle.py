@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,7 +17,7 @@ from pipe_rules.reconcile import reconcile
 from pipe_rules.results import read_result
 from pipe_rules.staging import manifest_task_ids
 from pipe_rules.states import TaskState
-from pipe_rules.taskstate import read_state, update_state
+from pipe_rules.taskstate import read_state
 from pipe_rules.worker import run_worker
 
 from conftest import PYTHON

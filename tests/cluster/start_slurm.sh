@@ -4,7 +4,12 @@
 # Must run as root. Last line on success: "slurm ready: partition=debug cpus=N mem_mb=M".
 set -euo pipefail
 
-node_up() { sinfo -h -p debug -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)'; }
+# Ask sinfo only if both daemons run: without slurmctld sinfo retries for ~9 s before failing.
+# Exact match: "idle*" means slurmd stopped answering.
+node_up() {
+  pgrep -x slurmctld >/dev/null && pgrep -x slurmd >/dev/null \
+    && sinfo -h -p debug -o '%T' 2>/dev/null | grep -qxE 'idle|mixed|allocated|completing'
+}
 ready() {  # the line the test harness reads; values as slurmctld knows them
   local line; line=$(scontrol show node -o 2>/dev/null | head -n 1)
   echo "slurm ready: partition=debug cpus=$(sed -E 's/.*CPUTot=([0-9]+).*/\1/' <<<"$line")" \
@@ -16,10 +21,14 @@ if command -v sinfo >/dev/null && node_up; then ready " (already running)"; exit
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || { echo "start_slurm.sh: apt-get update failed (no package mirror reachable?)" >&2; exit 1; }
+  # --error-on=any: an unreachable mirror is only a warning (exit 0) otherwise.
+  apt-get update -qq --error-on=any || { echo "start_slurm.sh: apt-get update failed (no package mirror reachable?)" >&2; exit 1; }
   apt-get install -y -qq slurm-wlm munge >/dev/null \
     || { echo "start_slurm.sh: apt-get install slurm-wlm munge failed" >&2; exit 1; }
 fi
+for c in slurmctld slurmd munged munge sinfo sbatch; do
+  command -v $c >/dev/null || { echo "start_slurm.sh: $c missing after installing slurm-wlm munge" >&2; exit 1; }
+done
 
 # munge authenticates every SLURM RPC; the key must exist and be private to munge.
 if [ ! -s /etc/munge/munge.key ]; then
@@ -80,7 +89,8 @@ fi
 # -c: start with an empty queue (no jobs left over from an earlier run).
 pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld -c
 pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
-for _ in $(seq 1 60); do
+SECONDS=0
+while [ $SECONDS -lt 30 ]; do
   if node_up; then ready; exit 0; fi
   # A node left DOWN/DRAINED by an earlier run (e.g. after a slurmd kill) does not come back alone.
   sinfo -h -o '%T' 2>/dev/null | grep -qE '^(down|drain)' && scontrol update nodename="${host}" state=resume >/dev/null 2>&1 || true
