@@ -39,20 +39,27 @@ class TaskPicker:
         return shards
 
     def _candidates(self, shard: str) -> Iterator[str]:
-        """Yield token names, listing the folder again only when the cached listing is used up."""
+        """Yield token names bucket by bucket, listing a folder again only when its cached listing is
+        used up (tokens sit in 256 bucket folders per shard, so no folder grows huge)."""
         cached = self._cache.setdefault(shard, deque())
         while True:
             while cached:
                 yield cached.popleft()
+            root = self.layout.pending_shard_dir(shard)
             try:
-                names = sorted(os.listdir(self.layout.pending_shard_dir(shard)))
+                buckets = sorted(os.listdir(root), reverse=shard != self.own_shard)
             except FileNotFoundError:
                 return
-            if not names:
+            for bucket in buckets:
+                try:
+                    names = sorted(os.listdir(root / bucket), reverse=shard != self.own_shard)
+                except FileNotFoundError:
+                    continue
+                if names:
+                    cached.extend(names)
+                    break
+            if not cached:
                 return
-            if shard != self.own_shard:
-                names.reverse()
-            cached.extend(names)
 
     def next_claim(self) -> Claim | None:
         """Claim the next PENDING task, own shard first; None when every queue is empty."""

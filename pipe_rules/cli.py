@@ -43,7 +43,7 @@ def _cmd_status(args) -> int:
     from .report_table import print_table, status_table
     from .status import run_status
 
-    status = run_status(RunLayout(Path(args.run_dir)))
+    status = run_status(RunLayout(Path(args.run_dir)), exact=args.exact)
     if args.json:
         print(json.dumps(status.as_json()))
     else:
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if name == "status":
+            p.add_argument("--exact", action="store_true",
+                           help="read every task's state file instead of counting queue tokens")
         p.set_defaults(func=func)
     p = sub.add_parser("reconcile", help="re-queue expired leases, repair queue tokens and corrupt states")
     p.add_argument("run_dir")

@@ -77,7 +77,16 @@ class RunLayout:
         return self.pending_dir / shard
 
     def pending_token(self, shard: str, task_id: str) -> Path:
-        return self.pending_dir / shard / task_id
+        return self.pending_dir / shard / bucket_of(task_id) / task_id
+
+    @property
+    def ended_dir(self) -> Path:
+        return self.root / "queue" / "ended"
+
+    def ended_token(self, state: str, task_id: str) -> Path:
+        """Marks a task that ended without COMPLETED, so `status` can count states without
+        reading every state file (completed = staged - pending - in flight - ended)."""
+        return self.ended_dir / state / bucket_of(task_id) / task_id
 
     @property
     def inflight_dir(self) -> Path:

@@ -18,6 +18,7 @@ from .states import IN_FLIGHT_TASK_STATES, TASK_TRANSITIONS, TERMINAL_TASK_STATE
 from .taskstate import NO_WRITE, TaskStateRecord, update_state
 
 S = TaskState
+ENDED_STATES = frozenset({S.FAILED_ESS, S.FAILED_TERMINAL, S.CANCELLED})  # terminal, not COMPLETED
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,21 @@ def _requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
                     failure_reason=f"retry budget of {record.max_attempts} attempts spent; last: {record.failure_reason}")
 
 
+def _touch(path) -> None:
+    try:
+        touch_new(path)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        touch_new(path)
+
+
 def _restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
     if record.status is S.PENDING:
-        touch_new(layout.pending_token(record.shard, record.task_id))
+        _touch(layout.pending_token(record.shard, record.task_id))
     if record.status not in IN_FLIGHT_TASK_STATES:
         remove_if_present(layout.inflight_token(record.task_id))
+    if record.status in ENDED_STATES:
+        _touch(layout.ended_token(record.status.value, record.task_id))
 
 
 def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: str, lease_s: float) -> Claim | None:
@@ -150,7 +161,7 @@ def cancel(layout: RunLayout, task_id: str, lock_mode: str, by: str = "user") ->
     record, outcome = update_state(layout, task_id, lock_mode, change)
     if outcome is True:
         remove_if_present(layout.pending_token(record.shard, task_id))
-        remove_if_present(layout.inflight_token(task_id))
+        _restore_token(layout, record)
         return True
     return False
 
@@ -160,3 +171,5 @@ def repair_tokens(layout: RunLayout, record: TaskStateRecord) -> None:
     _restore_token(layout, record)
     if record.status is not S.PENDING:
         remove_if_present(layout.pending_token(record.shard, record.task_id))
+    for state in ENDED_STATES - {record.status}:
+        remove_if_present(layout.ended_token(state.value, record.task_id))

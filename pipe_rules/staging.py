@@ -148,7 +148,7 @@ def _read_manifest(layout: RunLayout) -> dict:
 def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int) -> None:
     folder = layout.task_dir(spec.task_id)
     folder.mkdir(parents=True, exist_ok=True)
-    layout.pending_shard_dir(shard).mkdir(parents=True, exist_ok=True)
+    layout.pending_token(shard, spec.task_id).parent.mkdir(parents=True, exist_ok=True)
     if not write_new_json(layout.spec(spec.task_id), spec.as_dict()):
         existing = TaskSpec.load(layout.spec(spec.task_id))
         if existing.fingerprint != spec.fingerprint:

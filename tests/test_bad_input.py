@@ -110,7 +110,7 @@ def test_corrupt_state_is_reported_and_repaired_without_losing_results(finished_
     _, layout = finished_run
     task_id = manifest_task_ids(layout)[0]
     layout.state(task_id).write_text('{"status": "COMPL')
-    status = pipe_rules_cli("status", str(layout.root))
+    status = pipe_rules_cli("status", str(layout.root), "--exact")
     assert f"unreadable: {layout.state(task_id)}: task state is corrupt or truncated" in status.stderr
     repaired = pipe_rules_cli("reconcile", str(layout.root))
     assert repaired.returncode == 0 and "repaired 1" in repaired.stdout
