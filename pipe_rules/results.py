@@ -6,7 +6,7 @@ import os
 import platform
 import resource
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -73,7 +73,7 @@ class ResultRecord:
     schema_version: int = RESULT_SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def worker_identity(worker_id: str, shard: str | None) -> dict[str, Any]:

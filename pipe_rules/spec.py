@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ class TaskSpec:
         return spec
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Shallow (payloads are not copied): asdict's deep copy dominated staging time."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def validate(self, path: Path | None = None) -> None:
         validate_spec_dict(self.as_dict(), path)

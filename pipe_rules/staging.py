@@ -95,9 +95,10 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
     new = [s for s in specs if s.task_id not in known]
     start = len(old["tasks"])
     entries = list(old["tasks"])
+    made: set = set()
     for offset, spec in enumerate(new):
         shard = shard_name((start + offset) % run.shards)
-        _write_task(layout, spec, shard, run.max_attempts)
+        _write_task(layout, spec, shard, run.max_attempts, made)
         entries.append([spec.task_id, shard, spec.fingerprint])
     merged_aliases = {**old["aliases"], **{k: v for k, v in aliases.items() if k not in known}}
     atomic_write_json(layout.manifest, {"run_id": record.run_id, "tasks": entries, "aliases": merged_aliases})
@@ -145,18 +146,32 @@ def _read_manifest(layout: RunLayout) -> dict:
     return {"tasks": data["tasks"], "aliases": data.get("aliases", {})}
 
 
-def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int) -> None:
+def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int, made: set) -> None:
+    """A task folder this call creates is ours alone: write into it directly. An existing one is
+    only checked (same input) and never overwritten."""
     folder = layout.task_dir(spec.task_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    layout.pending_token(shard, spec.task_id).parent.mkdir(parents=True, exist_ok=True)
-    if not write_new_json(layout.spec(spec.task_id), spec.as_dict()):
-        existing = TaskSpec.load(layout.spec(spec.task_id))
-        if existing.fingerprint != spec.fingerprint:
-            raise StagingError("a different spec already exists here; refusing to overwrite it",
-                               path=layout.spec(spec.task_id))
+    if folder.parent not in made:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        made.add(folder.parent)
+    token = layout.pending_token(shard, spec.task_id)
+    if token.parent not in made:
+        token.parent.mkdir(parents=True, exist_ok=True)
+        made.add(token.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if layout.spec(spec.task_id).exists():
+            existing = TaskSpec.load(layout.spec(spec.task_id))
+            if existing.fingerprint != spec.fingerprint:
+                raise StagingError("a different spec already exists here; refusing to overwrite it",
+                                   path=layout.spec(spec.task_id)) from None
+        else:
+            atomic_write_json(layout.spec(spec.task_id), spec.as_dict())
+    else:
+        atomic_write_json(layout.spec(spec.task_id), spec.as_dict())
     if not layout.state(spec.task_id).exists():
         write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts))
-        touch_new(layout.pending_token(shard, spec.task_id))
+        touch_new(token)
 
 
 def manifest_task_ids(layout: RunLayout) -> list[str]:
