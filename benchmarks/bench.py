@@ -171,14 +171,18 @@ def bench_snakemake(n: int, workers: int) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+XTB_POOL = ("CCCC", "CCCO", "CCCCC", "CCOCC", "CCCN", "CC(C)CO", "CCCCO", "COCCO")
+
+
 def bench_xtb(n: int, workers: int) -> dict:
     """n real GFN2-xTB conf_opt tasks (butane conformers): W workers vs one process per task."""
     folder = Path(tempfile.mkdtemp(prefix="xtb-"))
     try:
         config = {"campaign": "bench", "run_root": str(folder / "runs"),
                   "defaults": {"engine": "tblite", "shards": workers, "linger_s": 0},
-                  "species": [{"label": f"butane_{i}", "smiles": "CCCC"} for i in range(max(1, n // 3))],
-                  "runs": [{"name": "main", "family": "conf_opt", "n_conformers": 6, "seed": 7}]}
+                  "species": [{"label": f"s{i}", "smiles": smiles} for i, smiles in enumerate(XTB_POOL)],
+                  "runs": [{"name": "main", "family": "conf_opt", "n_conformers": max(1, n // len(XTB_POOL)),
+                            "seed": 7}]}
         (folder / "config.yaml").write_text(yaml.safe_dump(config))
         timed([PY, "-m", "pipe_rules", "stage", str(folder / "config.yaml")])
         run_dir = folder / "runs" / "bench" / "main"

@@ -169,3 +169,13 @@ def test_heartbeat_keeps_a_task_alive_past_its_lease(staged_run):
     assert orphaned == 0
     assert (state.status, state.attempt_index) == (TaskState.COMPLETED, 0)
     assert state.ended_at - state.started_at > 3 * 1.5
+
+
+def test_a_worker_steals_every_other_shards_work(staged_run):
+    """A shard whose siblings never start still gets the whole run done."""
+    layout = staged_run(9, shards=3)
+    summary = run_worker(layout.root, shard="shard-001", install_signals=False)
+    assert summary.completed == 9
+    done_order = sorted(manifest_task_ids(layout), key=lambda t: read_state(layout, t).ended_at)
+    first_three = {read_state(layout, t).shard for t in done_order[:3]}
+    assert first_three == {"shard-001"}  # its own shard first, then the others
