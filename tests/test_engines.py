@@ -105,8 +105,8 @@ def test_atoms_on_top_of_each_other_are_ess(tblite, tmp_path):
 
 def test_requests_the_engine_cannot_run_are_value_errors(tblite, tmp_path):
     payload = sp_payload(ETHANOL)
-    with pytest.raises(ValueError, match="cannot run family 'irc'"):
-        tblite.run("irc", "GFN2-xTB", payload, {}, tmp_path, 1)
+    with pytest.raises(ValueError, match="cannot run family 'md_run'"):
+        tblite.run("md_run", "GFN2-xTB", payload, {}, tmp_path, 1)
     with pytest.raises(ValueError, match="no level 'B3LYP'.*GFN1-xTB"):
         tblite.run("species_sp", "B3LYP", payload, {}, tmp_path, 1)
     with pytest.raises(ValueError, match="unknown option.*'fmx'"):
@@ -170,9 +170,9 @@ def test_noop_sleeps_fails_and_echoes(tmp_path):
 
 
 def test_unknown_engine_lists_known_engines():
-    with pytest.raises(UnknownEngineError, match="unknown engine 'nope'; known engines: noop, tblite"):
+    with pytest.raises(UnknownEngineError, match="unknown engine 'nope'; known engines: external, noop, pyscf, tblite"):
         get_engine("nope")
-    assert known_engines() == ["noop", "tblite"]
+    assert known_engines() == ["external", "noop", "pyscf", "tblite"]
 
 
 def test_noop_engine_and_chem_do_not_import_heavy_libraries():

@@ -11,7 +11,7 @@ __all__ = ["Engine", "EngineFailure", "EngineResult", "FailureClass", "UnknownEn
            "get_engine", "known_engines"]
 
 # engine name -> module in this package that defines ENGINE
-_MODULES = {"noop": "noop", "tblite": "tblite_engine"}
+_MODULES = {"noop": "noop", "tblite": "tblite_engine", "pyscf": "pyscf_engine", "external": "external"}
 
 
 class UnknownEngineError(ValueError):

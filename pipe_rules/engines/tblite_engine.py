@@ -1,9 +1,13 @@
-"""GFN-xTB through tblite's ASE calculator: single points and BFGS geometry optimisations.
+"""GFN-xTB through tblite's ASE calculator: single points and BFGS optimisations, and the entry point
+of every other tblite family.
 
 tblite reports some failures by exception (SCF not converged, coincident atoms, Z > 86) and some
 not at all: an odd electron count with multiplicity 1 runs silently as a doublet, and atoms 0.01 A
 apart give an energy instead of an error. Those two checks are therefore ours, made before tblite
 runs. An optimiser that runs out of steps returns False rather than raising: an engine error too.
+
+Frequencies, saddle points and IRCs live in `tblite_families`, rotor scans and interpolated TS
+guesses in `tblite_paths` (ASE and geomeTRIC driving tblite); both reuse this module's checks.
 
 Threads: tblite parallelises with OpenMP, which reads OMP_NUM_THREADS once, when the library loads.
 Rather than change the worker's environment, each run sets the OpenMP thread count of the calling
@@ -29,15 +33,21 @@ from tblite.ase import TBLite
 
 from ..xyz import atoms_from_xyz_dict, xyz_dict_from_atoms
 from .base import EngineFailure, EngineResult, FailureClass, check_request
+from .common import IMAGINARY_THRESHOLD_CM1, check_distances, check_known_options, number_option, parse_system
 
 ESS = FailureClass.ESS
-MIN_DISTANCE_A = 0.5  # no bond is shorter (H2: 0.74 A); closer atoms mean a broken geometry
-OPTIONS = {"fmax": 0.01, "max_steps": 500, "max_iterations": 250}  # fmax in eV/A; tblite's own SCF default
+# fmax in eV/A (BFGS, and each constrained scan point); max_steps also bounds geomeTRIC's iterations
+# (ts_opt, irc, per direction); max_iterations is tblite's own SCF default.
+OPTIONS = {"fmax": 0.01, "max_steps": 500, "max_iterations": 250,
+           "imaginary_threshold_cm1": IMAGINARY_THRESHOLD_CM1}
+BASIC_FAMILIES = frozenset({"conf_opt", "conf_sp", "species_sp"})
+# run by tblite_families / tblite_paths, imported on first use (single-point workers never load geomeTRIC)
+MORE_FAMILIES = frozenset({"species_freq", "ts_opt", "irc", "rotor_scan_1d", "ts_guess_batch_method"})
 
 
 class TBLiteEngine:
     name = "tblite"
-    families = frozenset({"conf_opt", "conf_sp", "species_sp"})
+    families = BASIC_FAMILIES | MORE_FAMILIES
     levels = frozenset({"GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"})
 
     def version(self) -> str:
@@ -46,11 +56,13 @@ class TBLiteEngine:
     def run(self, family: str, level: str, payload: dict, options: dict, workdir: Path, cores: int) -> EngineResult:
         method = check_request(self, family, level)
         settings = _options(options)
-        atoms, charge, multiplicity = _system(payload)
-        _check_geometry(atoms)
-        atoms.calc = TBLite(method=method, charge=charge, multiplicity=multiplicity,
-                            max_iterations=settings["max_iterations"], verbosity=0)
         workdir = Path(workdir)
+        if family in MORE_FAMILIES:
+            from .tblite_families import run_family
+            with _omp_threads(cores):
+                return run_family(family, method, payload, settings, workdir)
+        atoms, charge, multiplicity = _system(payload)
+        atoms.calc = calculator(method, charge, multiplicity, settings)
         try:
             with _omp_threads(cores):
                 if family == "conf_opt":
@@ -89,67 +101,29 @@ def _energy(atoms: Atoms) -> float:
     return energy
 
 
+def calculator(method: str, charge: int, multiplicity: int, settings: dict) -> TBLite:
+    return TBLite(method=method, charge=charge, multiplicity=multiplicity,
+                  max_iterations=settings["max_iterations"], verbosity=0)
+
+
 def _options(options: dict) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"tblite engine: unknown option(s) {', '.join(map(repr, unknown))}; "
-                         f"it understands {', '.join(OPTIONS)}")
-    settings = {**OPTIONS, **options}
-    fmax = settings["fmax"]
-    if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not 0 < fmax < float("inf"):
-        raise ValueError(f"tblite engine: option fmax must be a positive number (eV/A), got {fmax!r}")
+    settings = check_known_options("tblite", options, OPTIONS)
+    settings["fmax"] = number_option("tblite", "fmax (eV/A)", settings["fmax"])
     for key in ("max_steps", "max_iterations"):
-        if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
-            raise ValueError(f"tblite engine: option {key} must be a positive integer, got {settings[key]!r}")
-    settings["fmax"] = float(fmax)
+        settings[key] = number_option("tblite", key, settings[key], integer=True)
+    settings["imaginary_threshold_cm1"] = number_option("tblite", "imaginary_threshold_cm1",
+                                                        settings["imaginary_threshold_cm1"], inclusive=True)
     return settings
 
 
-def _system(payload: dict) -> tuple[Atoms, int, int]:
-    if "xyz" not in payload:
-        raise ValueError("tblite engine: the task payload has no 'xyz' geometry")
-    try:
-        atoms = atoms_from_xyz_dict(payload["xyz"])
-    except ValueError as exc:
-        raise ValueError(f"tblite engine: payload 'xyz' is invalid: {exc}") from None
-    charge, multiplicity = payload.get("charge", 0), payload.get("multiplicity", 1)
-    for key, value, low in (("charge", charge, None), ("multiplicity", multiplicity, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            raise ValueError(f"tblite engine: payload {key!r} must be an integer"
-                             f"{f' >= {low}' if low else ''}, got {value!r}")
-    electrons = int(atoms.get_atomic_numbers().sum()) - charge
-    problem = _spin_problem(electrons, multiplicity)
-    if problem:
-        raise EngineFailure(ESS, "multiplicity_inconsistent",
-                            f"{atoms.get_chemical_formula()} with charge {charge} has {electrons} electrons: "
-                            f"{problem}; fix the species' charge or multiplicity")
-    return atoms, charge, multiplicity
+def _system(payload: dict, key: str = "xyz") -> tuple[Atoms, int, int]:
+    """Checked Atoms, charge and multiplicity (see common.parse_system for what is checked)."""
+    xyz, charge, multiplicity = parse_system("tblite", payload, key)
+    return atoms_from_xyz_dict(xyz), charge, multiplicity
 
 
-def _spin_problem(electrons: int, multiplicity: int) -> str | None:
-    unpaired = multiplicity - 1
-    if electrons < 0:
-        return "a charge cannot remove more electrons than the atoms have"
-    if unpaired > electrons:
-        return f"multiplicity {multiplicity} needs {unpaired} unpaired electrons"
-    if (electrons - unpaired) % 2:
-        parity, needed = ("odd", "even (2, 4, ...)") if electrons % 2 else ("even", "odd (1, 3, ...)")
-        return f"an {parity} electron count needs an {needed} multiplicity, not {multiplicity}"
-    return None
-
-
-def _check_geometry(atoms: Atoms) -> None:
-    positions = atoms.get_positions()
-    if len(positions) < 2:
-        return
-    distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
-    distances[np.diag_indices(len(positions))] = np.inf
-    i, j = np.unravel_index(np.argmin(distances), distances.shape)
-    if distances[i, j] < MIN_DISTANCE_A:
-        symbols = atoms.get_chemical_symbols()
-        raise EngineFailure(ESS, "too_close_atoms",
-                            f"atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {distances[i, j]:.3f} A apart, "
-                            f"closer than {MIN_DISTANCE_A} A; check the geometry's units (Angstrom) and atom order")
+def _check_geometry(atoms: Atoms, what: str = "the geometry") -> None:
+    check_distances(atoms.get_chemical_symbols(), atoms.get_positions(), what)
 
 
 def _classify(exc: Exception, settings: dict) -> EngineFailure:
