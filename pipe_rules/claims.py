@@ -11,12 +11,17 @@ two workers can never both own a task, even if an NFS retry makes an unlink look
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from typing import Iterator
 
-from .fsio import remove_if_present
+from .errors import StateError
+from .fsio import remove_if_present, touch_new
 from .layout import RunLayout
 from .lifecycle import Claim, claim_and_start
+
+
+RECHECK_S = 2.0
 
 
 class TaskPicker:
@@ -27,6 +32,8 @@ class TaskPicker:
         self.worker_id = worker_id
         self.lease_s = lease_s
         self._cache: dict[str, deque[str]] = {}
+        self._buckets: dict[str, deque[str]] = {}
+        self._empty_at: dict[str, float] = {}
 
     def _shard_order(self) -> list[str]:
         try:
@@ -39,35 +46,64 @@ class TaskPicker:
         return shards
 
     def _candidates(self, shard: str) -> Iterator[str]:
-        """Yield token names bucket by bucket, listing a folder again only when its cached listing is
-        used up (tokens sit in 256 bucket folders per shard, so no folder grows huge)."""
-        cached = self._cache.setdefault(shard, deque())
+        """Yield token names bucket by bucket (tokens sit in up to 256 bucket folders per shard, so no
+        folder grows huge). Each bucket is listed when reached and dropped once it lists empty; the
+        shard folder is listed again only after a pass over all its buckets, so a drain lists each
+        folder about once instead of re-scanning empty buckets for every claim."""
+        tokens = self._cache.setdefault(shard, deque())
+        buckets = self._buckets.setdefault(shard, deque())
+        root = self.layout.pending_shard_dir(shard)
+        relisted = False
         while True:
-            while cached:
-                yield cached.popleft()
-            root = self.layout.pending_shard_dir(shard)
-            try:
-                buckets = sorted(os.listdir(root), reverse=shard != self.own_shard)
-            except FileNotFoundError:
-                return
-            for bucket in buckets:
+            while tokens:
+                yield tokens.popleft()
+            if not buckets:
+                if relisted:
+                    return
                 try:
-                    names = sorted(os.listdir(root / bucket), reverse=shard != self.own_shard)
+                    buckets.extend(sorted(os.listdir(root), reverse=shard != self.own_shard))
                 except FileNotFoundError:
-                    continue
-                if names:
-                    cached.extend(names)
-                    break
-            if not cached:
-                return
+                    return
+                relisted = True
+                continue
+            try:
+                names = sorted(os.listdir(root / buckets[0]), reverse=shard != self.own_shard)
+            except FileNotFoundError:
+                names = []
+            if names:
+                tokens.extend(names)
+            else:
+                buckets.popleft()
 
     def next_claim(self) -> Claim | None:
-        """Claim the next PENDING task, own shard first; None when every queue is empty."""
-        for shard in self._shard_order():
+        """Claim the next PENDING task, own shard first; None when every queue is empty.
+
+        A shard found empty is skipped for RECHECK_S seconds (re-queued retries land in it rarely);
+        before giving up, every shard is listed afresh once."""
+        now = time.monotonic()
+        fresh = [s for s in self._shard_order() if now - self._empty_at.get(s, -RECHECK_S) >= RECHECK_S]
+        claim = self._claim_from(fresh)
+        if claim is None:
+            self._empty_at.clear()
+            claim = self._claim_from(self._shard_order())
+        return claim
+
+    def _claim_from(self, shards: list[str]) -> Claim | None:
+        for shard in shards:
             for task_id in self._candidates(shard):
-                if not remove_if_present(self.layout.pending_token(shard, task_id)):
+                token = self.layout.pending_token(shard, task_id)
+                if not remove_if_present(token):
                     continue  # another worker took it
-                claim = claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s)
+                try:
+                    claim = claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s)
+                except OSError:
+                    touch_new(token)  # still PENDING: put it back for another worker, then report
+                    remove_if_present(self.layout.inflight_token(task_id))
+                    raise
+                except StateError:  # unreadable state: leave the token out until `reconcile` repairs it
+                    remove_if_present(self.layout.inflight_token(task_id))
+                    raise
                 if claim is not None:
                     return claim
+            self._empty_at[shard] = time.monotonic()
         return None

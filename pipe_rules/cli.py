@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def _cmd_stage(args) -> int:
 
 def _cmd_work(args) -> int:
     from .fsio import atomic_write_json
-    from .worker import EXIT_TERMINATED, run_worker
+    from .worker import EXIT_IO_ERROR, EXIT_TERMINATED, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     summary = run_worker(Path(args.run_dir), shard=args.shard, linger=not args.no_linger)
@@ -36,7 +37,9 @@ def _cmd_work(args) -> int:
         atomic_write_json(Path(args.record), summary.as_dict(), pretty=True)
     print(f"worker {summary.worker_id}: {summary.completed} completed, {summary.failed} failed, "
           f"{summary.released} released, {summary.lost} lost ownership ({summary.exit_reason})")
-    return EXIT_TERMINATED if summary.exit_reason == "terminated" else 0
+    for line in summary.errors:
+        print(f"pipe-rules: error: {line}", file=sys.stderr)
+    return {"terminated": EXIT_TERMINATED, "io_error": EXIT_IO_ERROR}.get(summary.exit_reason, 0)
 
 
 def _cmd_status(args) -> int:
@@ -148,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Run folders must not be writable by other users, whatever the login umask (002 is common);
+    # a stricter umask (077) is kept.
+    os.umask(os.umask(0) | 0o022)
     try:
         return args.func(args)
     except PipeRulesError as exc:

@@ -6,6 +6,7 @@ config is fully checked before anything is staged, so a bad config never half-wr
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,11 @@ RUN_DEFAULTS: dict[str, Any] = {
     "options": {},
     "partition": "",
     "account": "",
+    "scan_resolution_deg": 10.0,  # rotor_scan_1d: goes into each payload at staging
+    "ts_methods": ("idpp",),  # ts_guess_batch_method: one task per reaction and method
+    "n_images": 9,
 }
+IRC_DIRECTIONS = ("forward", "reverse")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,34 @@ class Species:
     xyz: Any = None
     charge: int | None = None
     multiplicity: int | None = None
+    # 0-based [i, j, k, l] into the species' geometry (xyz, or RDKit's order for a SMILES: heavy
+    # atoms first, then explicit H); position in the tuple = rotor_index
+    torsions: tuple[tuple[int, int, int, int], ...] = ()
+    ts_guesses: tuple[Any, ...] = ()  # xyz blocks or dicts: non-empty makes a TS species (owner_type species)
+    irc_directions: tuple[str, ...] = IRC_DIRECTIONS
+
+    @property
+    def is_ts(self) -> bool:
+        return bool(self.ts_guesses)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Species":
+        """Lists from YAML become tuples: a Species is frozen and its fields are never mutated."""
+        data = dict(data)
+        data["torsions"] = tuple(tuple(t) for t in data.get("torsions", ()))
+        data["ts_guesses"] = tuple(data.get("ts_guesses", ()))
+        data["irc_directions"] = tuple(data.get("irc_directions", IRC_DIRECTIONS))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """Reactant and product geometries, atom-mapped (atom i is atom i), for ts_guess_batch_method."""
+    label: str
+    reactant_xyz: Any
+    product_xyz: Any
+    charge: int = 0
+    multiplicity: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +101,9 @@ class RunConfig:
     account: str = ""
     from_run: str | None = None
     species: tuple[str, ...] | None = None
+    scan_resolution_deg: float = 10.0
+    ts_methods: tuple[str, ...] = ("idpp",)
+    n_images: int = 9
 
     @property
     def homogeneity_key(self) -> dict[str, Any]:
@@ -84,6 +120,7 @@ class Campaign:
     species: tuple[Species, ...]
     runs: tuple[RunConfig, ...]
     source: Path | None = None
+    reactions: tuple[Reaction, ...] = ()
 
     def run(self, name: str) -> RunConfig:
         for run in self.runs:
@@ -99,8 +136,10 @@ class Campaign:
 def _load_yaml(path: Path, what: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what}: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} is not UTF-8 text (bad byte at offset {exc.start})", path=path) from None
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        raise ConfigError(f"cannot read {what}: {getattr(exc, 'strerror', None) or exc}", path=path) from None
     try:
         # The C loader (libyaml) when available: 10x faster on 100,000-species files, and as safe.
         return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -123,6 +162,8 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
     problem = first_error("config", data)
     if problem:
         raise ConfigError(problem[1], path=path, field=problem[0])
+    _reject_non_finite(data, path)
+    check_safe_id(data["campaign"], "campaign", path)  # the schema's '$' lets a trailing newline through
     base = base_dir or (path.parent if path else Path.cwd())
     species = [dict(s) for s in data.get("species", [])]
     if "species_file" in data:
@@ -139,33 +180,54 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
     duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
         raise ConfigError(f"species label(s) used twice: {', '.join(duplicates)}", path=path, field="species")
-    runs = _parse_runs(data, path, set(labels))
+    reaction_labels = [r["label"] for r in data.get("reactions", [])]
+    duplicates = sorted(label for label, count in Counter(reaction_labels).items() if count > 1)
+    if duplicates:
+        raise ConfigError(f"reaction label(s) used twice: {', '.join(duplicates)}", path=path, field="reactions")
+    runs = _parse_runs(data, path, set(labels), bool(reaction_labels))
     run_root = Path(data.get("run_root", "runs"))
-    return Campaign(
+    campaign = Campaign(
         name=data["campaign"],
         run_root=run_root,
         lock_mode=data.get("lock_mode", "flock"),
-        species=tuple(Species(**s) for s in species),
+        species=tuple(Species.from_dict(s) for s in species),
         runs=tuple(runs),
         source=path,
+        reactions=tuple(Reaction(**r) for r in data.get("reactions", [])),
     )
+    from .family_inputs import check_family_inputs  # per-family input checks need the whole campaign
+    check_family_inputs(campaign)
+    return campaign
 
 
-def _parse_runs(data: dict, path: Path | None, labels: set[str]) -> list[RunConfig]:
+def _reject_non_finite(value: Any, path: Path | None, where: str = "") -> None:
+    """YAML's .nan and .inf pass a schema's number checks and every comparison with NaN is false
+    (a NaN lease would strand every task): refuse them by name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{value} is not a finite number", path=path, field=where or "(top level)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_non_finite(item, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_non_finite(item, path, f"{where}.{index}")
+
+
+def _parse_runs(data: dict, path: Path | None, labels: set[str], has_reactions: bool = False) -> list[RunConfig]:
     defaults = {**RUN_DEFAULTS, **data.get("defaults", {})}
     runs: list[RunConfig] = []
     seen: set[str] = set()
     for index, raw in enumerate(data["runs"]):
         where = f"runs.{index}"
         settings = {**defaults, **raw}
-        name = settings["name"]
+        name = check_safe_id(settings["name"], f"{where}.name", path)
         if name in seen:
             raise ConfigError(f"run name {name!r} is used twice", path=path, field=f"{where}.name")
         if settings.get("from_run") and settings["from_run"] not in seen:
             raise ConfigError(f"from_run {settings['from_run']!r} must name an earlier run",
                               path=path, field=f"{where}.from_run")
-        if not settings.get("from_run") and not labels:
-            raise ConfigError("has no input: give 'species' (or 'species_file') or 'from_run'",
+        if not settings.get("from_run") and not labels and not has_reactions:
+            raise ConfigError("has no input: give 'species' (or 'species_file'), 'reactions' or 'from_run'",
                               path=path, field=where)
         unknown = sorted(set(settings.get("species") or ()) - labels)
         if unknown:
@@ -178,6 +240,8 @@ def _parse_runs(data: dict, path: Path | None, labels: set[str]) -> list[RunConf
             settings["linger_s"] = 2 * settings["lease_s"]
         if settings.get("species") is not None:
             settings["species"] = tuple(settings["species"])
+        settings["ts_methods"] = tuple(settings["ts_methods"])
+        settings["scan_resolution_deg"] = float(settings["scan_resolution_deg"])
         seen.add(name)
         runs.append(RunConfig(**settings))
     return runs

@@ -57,20 +57,23 @@ def write_new_json(path: Path, data: Any) -> bool:
         os.unlink(tmp)
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON file, turning a missing, truncated or corrupt file into one clear StateError."""
+def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
+    """Read a JSON file, turning a missing, truncated or corrupt file into one clear StateError.
+
+    `repair_hint` is appended to corruption errors: only say that something repairs a file if it does."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StateError(f"{what} is missing", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{what} is corrupt (not UTF-8 text at byte {exc.start}){repair_hint}", path=path) from None
     except OSError as exc:
         raise StateError(f"cannot read {what}: {exc.strerror}", path=path) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise StateError(
-            f"{what} is corrupt or truncated (invalid JSON at line {exc.lineno} column {exc.colno}); "
-            "run 'pipe-rules reconcile' on the run folder to repair it",
+            f"{what} is corrupt or truncated (invalid JSON at line {exc.lineno} column {exc.colno}){repair_hint}",
             path=path,
         ) from None
 

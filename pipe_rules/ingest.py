@@ -13,12 +13,14 @@ from collections import defaultdict
 from typing import Any
 
 from .errors import StateError
-from .fsio import atomic_write_json, read_json
+from .fsio import atomic_write_json
+from .ingest_families import FIELDS
 from .layout import RunLayout
 from .reconcile import reconcile
 from .results import read_result
 from .runrecord import read_run
 from .spec import TaskSpec
+from .staging import load_manifest
 from .states import TaskState
 from .taskstate import read_state
 
@@ -70,6 +72,8 @@ def _owner_fields(family: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         owner["e_elect_hartree"] = res["energy_hartree"]
         owner["e_elect"] = res["energy_hartree"] * HARTREE_TO_KJ_PER_MOL
         owner["sp_task_id"] = done[0]["task_id"]
+    elif family in FIELDS:
+        owner.update(FIELDS[family](done))
     elif done:
         owner["results"] = [{"task_id": e["task_id"], **e["result"]["data"],
                              "energy_hartree": e["result"]["energy_hartree"]} for e in done]
@@ -88,7 +92,7 @@ def _failure(entry: dict[str, Any]) -> dict[str, Any]:
 
 def build_records(layout: RunLayout) -> dict[str, Any]:
     run = read_run(layout)
-    manifest = read_json(layout.manifest, "run manifest")
+    manifest = load_manifest(layout)
     by_id = {entry[0]: _task_entry(layout, entry[0]) for entry in manifest["tasks"]}
     for alias_id, alias in manifest.get("aliases", {}).items():
         base = by_id.get(alias["of"])

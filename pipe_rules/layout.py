@@ -52,6 +52,10 @@ class RunLayout:
     def task_dir(self, task_id: str) -> Path:
         return _task_dir(self.root, task_id)
 
+    def _checked_bucket(self, task_id: str) -> str:
+        """The id's bucket, after the same (cached) safety check as its task folder."""
+        return self.task_dir(task_id).parent.name
+
     def spec(self, task_id: str) -> Path:
         return self.task_dir(task_id) / "spec.json"
 
@@ -77,7 +81,8 @@ class RunLayout:
         return self.pending_dir / shard
 
     def pending_token(self, shard: str, task_id: str) -> Path:
-        return self.pending_dir / shard / bucket_of(task_id) / task_id
+        check_safe_id(shard, "shard")
+        return self.pending_dir / shard / self._checked_bucket(task_id) / task_id
 
     @property
     def ended_dir(self) -> Path:
@@ -86,13 +91,14 @@ class RunLayout:
     def ended_token(self, state: str, task_id: str) -> Path:
         """Marks a task that ended without COMPLETED, so `status` can count states without
         reading every state file (completed = staged - pending - in flight - ended)."""
-        return self.ended_dir / state / bucket_of(task_id) / task_id
+        return self.ended_dir / state / self._checked_bucket(task_id) / task_id
 
     @property
     def inflight_dir(self) -> Path:
         return self.root / "queue" / "inflight"
 
     def inflight_token(self, task_id: str) -> Path:
+        self._checked_bucket(task_id)
         return self.inflight_dir / task_id
 
     @property

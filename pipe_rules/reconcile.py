@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .errors import StateError
 from .fsio import atomic_write_json, read_json, remove_if_present
 from .layout import RunLayout
-from .lifecycle import orphan_if_expired, repair_tokens
+from .lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens
 from .runrecord import RunRecord, read_run, update_run
 from .states import IN_FLIGHT_TASK_STATES, TERMINAL_RUN_STATES, RunState, TaskState, run_state_from_counts
 from .taskstate import TaskStateRecord, read_state
@@ -59,20 +59,38 @@ def orphan_expired_inflight(layout: RunLayout, run: RunRecord, inflight: list[st
     return changed
 
 
+def _result_outcome(layout: RunLayout, task_id: str, attempt: int) -> str | None:
+    try:
+        return read_json(layout.result(task_id, attempt), "task result").get("outcome")
+    except (StateError, AttributeError):
+        return None
+
+
 def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) -> TaskStateRecord:
-    """Replace a corrupt state.json from what the attempt folders prove; a COMPLETED result wins."""
+    """Replace a corrupt state.json from what is still on disk, never re-opening an ended task:
+    a COMPLETED result of any attempt wins, then a CANCELLED/FAILED_* marker, then the newest
+    attempt's own terminal outcome (FAILED_ESS, FAILED_TERMINAL); otherwise the task is PENDING
+    at the next attempt."""
     attempts_dir = layout.task_dir(task_id) / "attempts"
     attempts = sorted((int(p) for p in os.listdir(attempts_dir) if p.isdigit()), reverse=True) \
         if attempts_dir.is_dir() else []
     record = TaskStateRecord(task_id=task_id, shard=shard, max_attempts=run.max_attempts)
+    record.attempt_index = min(attempts[0] if attempts else 0, run.max_attempts - 1)
     now = time.time()
-    for attempt in attempts:
-        if _has_completed_result(layout, task_id, attempt):
-            record.attempt_index = attempt
-            record.status, record.started_at, record.ended_at = TaskState.COMPLETED, now, now
-            break
-    else:
-        record.attempt_index = min(len(attempts), run.max_attempts - 1)
+    ended = [s for s in ENDED_STATES if layout.ended_token(s.value, task_id).exists()]
+    completed = next((a for a in attempts if _has_completed_result(layout, task_id, a)), None)
+    newest = _result_outcome(layout, task_id, attempts[0]) if attempts else None
+    if completed is not None:
+        record.status, record.attempt_index = TaskState.COMPLETED, completed
+    elif ended:
+        record.status = ended[0]
+    elif newest in (TaskState.FAILED_ESS.value, TaskState.FAILED_TERMINAL.value):
+        record.status = TaskState(newest)
+    elif attempts:
+        record.attempt_index = min(attempts[0] + 1, run.max_attempts - 1)
+    if record.status is not TaskState.PENDING:
+        record.started_at = record.ended_at = now
+        record.failure_reason = "state rebuilt by reconcile"
     record.history.append({"from": "CORRUPT", "to": record.status.value, "at": now, "by": "reconcile",
                            "attempt": record.attempt_index})
     atomic_write_json(layout.state(task_id), record.as_dict())

@@ -7,7 +7,6 @@ of staged tasks are never touched. Everything is validated before the first writ
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +28,14 @@ class StageReport:
     new_tasks: int
     existing_tasks: int
     duplicates: int
+    skipped: tuple[str, ...] = ()  # "owner: why it gave no task of this family"
 
     def line(self) -> str:
-        return (f"{self.run_dir}: {self.new_tasks} new task(s), {self.existing_tasks} already staged, "
+        text = (f"{self.run_dir}: {self.new_tasks} new task(s), {self.existing_tasks} already staged, "
                 f"{self.duplicates} duplicate input(s) merged")
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} owner(s) without input: {'; '.join(self.skipped)}"
+        return text
 
 
 def check_engine(campaign: Campaign, run: RunConfig) -> None:
@@ -49,14 +52,15 @@ def check_engine(campaign: Campaign, run: RunConfig) -> None:
                           path=campaign.source, field=f"{where}.level")
 
 
-def build_specs(campaign: Campaign, run: RunConfig) -> list[TaskSpec]:
+def build_specs(campaign: Campaign, run: RunConfig, skipped: list[str] | None = None) -> list[TaskSpec]:
+    """The run's specs; owners that give no task of the family are appended to `skipped`."""
     check_engine(campaign, run)
     try:
         if run.from_run:
             source = RunLayout(campaign.run_dir(run.from_run))
             records = read_json(source.records, f"results of run {run.from_run!r}")
-            return list(specs_from_records(campaign, run, records))
-        return list(specs_from_species(campaign, run))
+            return list(specs_from_records(campaign, run, records, skipped))
+        return list(specs_from_species(campaign, run, skipped))
     except ValueError as exc:  # chemistry input RDKit or the xyz parser refused
         raise ConfigError(str(exc), path=campaign.source, field="species") from None
 
@@ -83,7 +87,8 @@ def _dedupe(specs: list[TaskSpec]) -> tuple[list[TaskSpec], dict[str, dict]]:
 def stage_run(campaign: Campaign, run_name: str) -> StageReport:
     run = campaign.run(run_name)
     layout = RunLayout(campaign.run_dir(run.name))
-    specs, aliases = _dedupe(build_specs(campaign, run))
+    skipped: list[str] = []
+    specs, aliases = _dedupe(build_specs(campaign, run, skipped))
     record = _open_run(campaign, run, layout)
     old = _read_manifest(layout)
     known = {entry[0]: entry for entry in old["tasks"]}
@@ -110,7 +115,7 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
             rec.move(RunState.STAGED, f"staged {len(new)} new task(s)")
 
     update_run(layout, campaign.lock_mode, staged)
-    return StageReport(layout.root, len(new), len(specs) - len(new), len(aliases))
+    return StageReport(layout.root, len(new), len(specs) - len(new), len(aliases), tuple(skipped))
 
 
 def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecord:
@@ -126,7 +131,6 @@ def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecor
     for sub in (layout.tasks_dir, layout.pending_dir, layout.inflight_dir, layout.shards_dir,
                 layout.results_dir, layout.logs_dir, layout.root / "locks"):
         sub.mkdir(parents=True, exist_ok=True)
-    os.chmod(layout.root, 0o755)
     record = RunRecord(
         run_id=f"{campaign.name}.{run.name}", campaign=campaign.name, name=run.name, key=run.homogeneity_key,
         lock_mode=campaign.lock_mode, shards=run.shards, max_attempts=run.max_attempts, lease_s=run.lease_s,
@@ -140,10 +144,17 @@ def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecor
 def _read_manifest(layout: RunLayout) -> dict:
     if not layout.manifest.exists():
         return {"tasks": [], "aliases": {}}
-    data = read_json(layout.manifest, "run manifest")
+    data = read_json(layout.manifest, "run manifest", "; restage the campaign to rewrite it")
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         raise StateError("run manifest has no 'tasks' list", path=layout.manifest, field="tasks")
-    return {"tasks": data["tasks"], "aliases": data.get("aliases", {})}
+    for index, entry in enumerate(data["tasks"]):
+        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, str) for v in entry)):
+            raise StateError(f"entry {entry!r} is not [task_id, shard, fingerprint]", path=layout.manifest,
+                             field=f"tasks.{index}")
+    aliases = data.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise StateError("'aliases' is not a mapping", path=layout.manifest, field="aliases")
+    return {"tasks": data["tasks"], "aliases": aliases}
 
 
 def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int, made: set) -> None:

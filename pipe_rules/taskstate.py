@@ -14,6 +14,7 @@ from .locks import locked
 from .states import IN_FLIGHT_TASK_STATES, TaskState, check_task_transition
 
 STATE_SCHEMA_VERSION = 1
+REPAIR_HINT = "; run 'pipe-rules reconcile' on the run folder to rebuild it from the attempt folders"
 
 
 @dataclass
@@ -102,7 +103,7 @@ _FIELDS = fields(TaskStateRecord)
 def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:
     """Lock-free read: writers replace the file atomically, so the content is always whole."""
     path = layout.state(task_id)
-    return TaskStateRecord.from_dict(read_json(path, "task state"), path)
+    return TaskStateRecord.from_dict(read_json(path, "task state", REPAIR_HINT), path)
 
 
 def write_initial_state(layout: RunLayout, record: TaskStateRecord) -> None:

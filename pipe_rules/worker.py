@@ -31,6 +31,7 @@ from .states import TaskState
 
 log = logging.getLogger(__name__)
 EXIT_TERMINATED = 143
+EXIT_IO_ERROR = 74  # EX_IOERR: Snakemake sees the shard job fail and may retry it elsewhere
 
 
 @dataclass
@@ -108,6 +109,11 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
                     summary.errors.append(str(exc))
                     log.error("%s", exc)
                     continue
+                except OSError as exc:  # disk full or a lost mount while claiming: stop, the task is re-queued
+                    summary.errors.append(f"cannot claim a task: {exc}")
+                    log.error("%s", summary.errors[-1])
+                    summary.exit_reason = "io_error"
+                    break
                 if claim is None:
                     idle_since = idle_since or time.time()
                     if not linger or not _linger_once(layout, run, idle_since):
@@ -119,7 +125,9 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
                     outcome = execute(layout, run.run_id, claim, shard, guard=signals.engine_window())
                 finally:
                     heartbeat.track(None)
-                _record_outcome(layout, run, claim, outcome, summary)
+                if not _record_outcome(layout, run, claim, outcome, summary):
+                    summary.exit_reason = "io_error"
+                    break
     finally:
         signals.restore()
         summary.ended_at = time.time()
@@ -128,21 +136,37 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
     return summary
 
 
-def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSummary) -> None:
-    """result.json first, then the terminal state: a crash in between leaves a result to salvage."""
-    write_result(layout.result(claim.task_id, claim.attempt_index), outcome.result)
+def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSummary) -> bool:
+    """result.json first, then the terminal state: a crash in between leaves a result to salvage.
+
+    A result that cannot be written (disk full, quota) hands the task back as retryable with the
+    OS error, and returns False: this worker stops rather than burn every task's retry budget on a
+    full disk."""
+    state, fclass, reason = outcome.state, outcome.failure_class, outcome.reason
+    healthy = True
     try:
-        record = finish(layout, claim, run.lock_mode, outcome.state, outcome.failure_class, outcome.reason)
+        write_result(layout.result(claim.task_id, claim.attempt_index), outcome.result)
+    except OSError as exc:
+        state, fclass, reason, healthy = TaskState.FAILED_RETRYABLE, "transient", f"os_error_{exc.errno}", False
+        summary.errors.append(f"cannot write the result of {claim.task_id}: {exc}")
+        log.error("%s", summary.errors[-1])
+    try:
+        record = finish(layout, claim, run.lock_mode, state, fclass, reason)
     except OwnershipLost as exc:
         summary.lost += 1
         log.warning("%s; its result stays in attempt %d for the record", exc, claim.attempt_index)
-        return
+        return healthy
+    except (OSError, StateError) as exc:  # the state write failed too: the lease expiry re-queues it
+        summary.errors.append(f"cannot record the end of {claim.task_id}: {exc}")
+        log.error("%s", summary.errors[-1])
+        return False
     if outcome.terminated:
         summary.released += 1
     elif record.status is TaskState.COMPLETED:
         summary.completed += 1
     elif record.status is not TaskState.PENDING:
         summary.failed += 1
+    return healthy
 
 
 def _linger_once(layout: RunLayout, run, idle_since: float) -> bool:

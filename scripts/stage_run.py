@@ -1,6 +1,7 @@
 """Snakemake `script:` of rule stage_run: stage one run from the workflow's effective config."""
 
 import json
+import os
 import sys
 
 from pipe_rules.config import parse_campaign
@@ -9,6 +10,7 @@ from pipe_rules.staging import stage_run
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
+os.umask(os.umask(0) | 0o022)  # run folders are never group/other-writable (as in the CLI)
 configfile = snakemake.params.configfile  # relative paths in the config are relative to it
 try:
     campaign = parse_campaign(snakemake.config, configfile)
