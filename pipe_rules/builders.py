@@ -1,8 +1,15 @@
 """Turn species (or an earlier run's records) into the TaskSpecs of one run, per family.
 
-Task ids follow ARC's patterns ({label}_conf_opt_{i}, {label}_species_sp, ...), made safe.
-Identity (conformer index) goes into ingestion_metadata, never into the payload, so identical
+Task ids follow ARC's patterns ({label}_conf_opt_{i}, {label}_species_freq, {label}_scan_r{ri},
+{label}_ts_opt_{i}, {label}_irc_{direction}, ...), made safe. Identity (conformer, rotor, TS guess
+index, IRC direction) goes into ingestion_metadata, so ingestion re-attaches results by identity,
+never by list position; it stays out of the payload where the engine contract allows, so identical
 geometries get identical fingerprints and are computed once.
+
+A species that cannot give the run's family any input (no torsions, no TS guess...) is skipped and
+named in `skipped`, which staging prints; a run where no species can is refused earlier, by
+`family_inputs` at config time. TS families and reactions live in `builders_ts`, chaining from an
+earlier run's records in `builders_chain`.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .config import Campaign, RunConfig, Species
-from .errors import StagingError
+from .errors import ConfigError, StagingError
+from .family_inputs import species_input_problem
 from .ids import sanitize_label
 from .spec import TaskSpec
 from .xyz import validate_xyz_dict, xyz_dict_from_atoms, xyz_dict_from_text
@@ -24,13 +32,18 @@ def _chem():
     return chem
 
 
+def xyz_dict(value: Any) -> dict:
+    """An xyz text block or ARC xyz dict from the config, as a validated xyz dict."""
+    if isinstance(value, str):
+        return xyz_dict_from_text(value)
+    validate_xyz_dict(value)
+    return xyz_dict_from_atoms(value["symbols"], value["coords"])
+
+
 def species_geometries(species: Species, count: int, seed: int) -> list[dict]:
     """Geometries of a species: the given xyz, or `count` RDKit conformers of its SMILES."""
     if species.xyz is not None:
-        if isinstance(species.xyz, str):
-            return [xyz_dict_from_text(species.xyz)]
-        validate_xyz_dict(species.xyz)
-        return [xyz_dict_from_atoms(species.xyz["symbols"], species.xyz["coords"])]
+        return [xyz_dict(species.xyz)]
     return _chem().embed_conformers(species.smiles, count, seed)
 
 
@@ -42,54 +55,67 @@ def charge_multiplicity(species: Species) -> tuple[int, int]:
             species.multiplicity if species.multiplicity is not None else mult)
 
 
-def _spec(run: RunConfig, task_id: str, owner: str, payload: dict, meta: dict) -> TaskSpec:
+def make_spec(run: RunConfig, task_id: str, owner: str, payload: dict, meta: dict,
+              owner_type: str = "species") -> TaskSpec:
     return TaskSpec.create(
-        task_id=task_id, family=run.family, owner_type="species", owner_key=owner,
+        task_id=task_id, family=run.family, owner_type=owner_type, owner_key=owner,
         engine=run.engine, level=run.level, cores=run.cores, memory_mb=run.memory_mb,
         walltime_min=run.walltime_min, input_payload=payload, ingestion_metadata=meta, options=dict(run.options),
     )
 
 
-def specs_from_species(campaign: Campaign, run: RunConfig) -> Iterator[TaskSpec]:
+def scan_specs(campaign: Campaign, run: RunConfig, species: Species, xyz: dict, charge: int, mult: int,
+               meta: dict | None = None) -> Iterator[TaskSpec]:
+    """One rotor_scan_1d task per torsion of the species entry; rotor_index = its list position.
+    The resolution is the run's, written into the payload (the worker never reads run settings)."""
+    n_atoms = len(xyz["symbols"])
+    position = campaign.species.index(species)
+    for rotor_index, torsion in enumerate(species.torsions):
+        if max(torsion) >= n_atoms:
+            raise ConfigError(f"torsion {list(torsion)} indexes atom {max(torsion)} but the geometry has {n_atoms} "
+                              "atoms (0-based; with SMILES, explicit H atoms follow the heavy atoms)",
+                              path=campaign.source, field=f"species.{position}.torsions.{rotor_index}")
+        payload = {"xyz": xyz, "charge": charge, "multiplicity": mult, "torsion": list(torsion),
+                   "resolution_deg": run.scan_resolution_deg, "rotor_index": rotor_index}
+        yield make_spec(run, f"{sanitize_label(species.label)}_scan_r{rotor_index}", species.label, payload,
+                        {"rotor_index": rotor_index, **(meta or {})})
+
+
+def specs_from_species(campaign: Campaign, run: RunConfig, skipped: list[str] | None = None) -> Iterator[TaskSpec]:
+    from . import builders_ts
+
+    skipped = skipped if skipped is not None else []
+    if run.family == "ts_guess_batch_method":
+        yield from builders_ts.reaction_specs(campaign, run)
+        return
     chosen = [s for s in campaign.species if run.species is None or s.label in run.species]
     for species in chosen:
+        problem = species_input_problem(run.family, species)
+        if problem:
+            skipped.append(f"{species.label}: {problem}")
+            continue
         charge, mult = charge_multiplicity(species)
         safe = sanitize_label(species.label)
         if run.family in CONFORMER_FAMILIES:
             for index, xyz in enumerate(species_geometries(species, run.n_conformers, run.seed)):
                 payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}
-                yield _spec(run, f"{safe}_{run.family}_{index}", species.label, payload,
-                            {"conformer_index": index})
+                yield make_spec(run, f"{safe}_{run.family}_{index}", species.label, payload,
+                                {"conformer_index": index})
         elif run.family in SPECIES_FAMILIES:
             xyz = species_geometries(species, run.n_conformers, run.seed)[0]
             payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}
-            yield _spec(run, f"{safe}_{run.family}", species.label, payload, {})
+            yield make_spec(run, f"{safe}_{run.family}", species.label, payload, {})
+        elif run.family == "rotor_scan_1d":
+            xyz = species_geometries(species, 1, run.seed)[0]
+            yield from scan_specs(campaign, run, species, xyz, charge, mult)
+        elif run.family in ("ts_opt", "irc"):
+            yield from builders_ts.ts_species_specs(campaign, run, species, charge, mult)
         else:
-            raise StagingError(f"staging family {run.family!r} from species is not supported yet",
-                               path=campaign.source, field=f"runs.{run.name}.family")
+            raise StagingError(f"staging family {run.family!r} from species is not supported",
+                               path=campaign.source, field=f"runs.{campaign.runs.index(run)}.family")
 
 
-def specs_from_records(campaign: Campaign, run: RunConfig, records: dict[str, Any]) -> Iterator[TaskSpec]:
-    """Chain runs: conf_sp of every optimised conformer, species_* of the lowest one."""
-    wanted = set(run.species) if run.species is not None else None
-    for owner, record in sorted(records.get("owners", {}).items()):
-        if wanted is not None and owner not in wanted:
-            continue
-        conformers = [c for c in record.get("conformers", []) if c.get("converged") and c.get("geometry")]
-        if not conformers:
-            continue
-        safe = sanitize_label(owner)
-        charge, mult = record["charge"], record["multiplicity"]
-        if run.family == "conf_sp":
-            for conf in conformers:
-                payload = {"xyz": conf["geometry"], "charge": charge, "multiplicity": mult}
-                yield _spec(run, f"{safe}_conf_sp_{conf['conformer_index']}", owner, payload,
-                            {"conformer_index": conf["conformer_index"]})
-        elif run.family in SPECIES_FAMILIES:
-            best = min(conformers, key=lambda c: c["energy_hartree"])
-            payload = {"xyz": best["geometry"], "charge": charge, "multiplicity": mult}
-            yield _spec(run, f"{safe}_{run.family}", owner, payload,
-                        {"from_conformer_index": best["conformer_index"]})
-        else:
-            raise StagingError(f"family {run.family!r} cannot take its input from_run",
-                               path=campaign.source, field=f"runs.{run.name}.from_run")
+def specs_from_records(campaign: Campaign, run: RunConfig, records: dict[str, Any],
+                       skipped: list[str] | None = None) -> Iterator[TaskSpec]:
+    from .builders_chain import specs_from_records as chained
+    return chained(campaign, run, records, skipped if skipped is not None else [])

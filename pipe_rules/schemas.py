@@ -59,4 +59,9 @@ def _short(err) -> str:
     if err.validator == "enum":
         allowed = ", ".join(map(str, err.validator_value))
         return f"{err.instance!r} is not one of: {allowed}"
+    # "give exactly one of" rules (a species' smiles / xyz / ts_guesses), said in words
+    if err.validator == "not" and set(err.validator_value) == {"required"}:
+        return f"give only one of: {', '.join(err.validator_value['required'])}"
+    if err.validator in ("anyOf", "oneOf") and all(set(b) == {"required"} for b in err.validator_value):
+        return f"needs one of: {', '.join(k for b in err.validator_value for k in b['required'])}"
     return err.message

@@ -18,6 +18,9 @@ steps onto the TS.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -139,9 +142,9 @@ def _geometric(atoms: Atoms, calc, workdir: Path, prefix: str, settings: dict, w
     from geometric.optimize import run_optimizer
 
     engine = EngineASE(geometric_support.molecule(atoms.get_chemical_symbols(), atoms.get_positions()), calc)
-    with geometric_support.quiet_logging(workdir) as log_ini:
+    with _geometric_folder(workdir) as folder, geometric_support.quiet_logging(folder) as log_ini:
         try:
-            return run_optimizer(customengine=engine, input=str(workdir / prefix), logIni=log_ini,
+            return run_optimizer(customengine=engine, input=str(folder / prefix), logIni=log_ini,
                                  maxiter=settings["max_steps"], **kwargs)
         except (CalculationFailed, InputError):
             raise
@@ -150,6 +153,24 @@ def _geometric(atoms: Atoms, calc, workdir: Path, prefix: str, settings: dict, w
             if failure is None:
                 raise
             raise failure from None
+
+
+@contextmanager
+def _geometric_folder(workdir: Path):
+    """geomeTRIC's IRC rewrites 'forward' anywhere in its file paths (optimize.py:
+    prefix.replace('_forward', ''), dirname.replace('forward', 'backward')), so a task folder such as
+    `<label>_irc_forward/` made it write to folders that do not exist. Such a folder gets a scratch
+    directory instead, and its files are moved back into the task folder afterwards."""
+    if "forward" not in str(workdir.resolve()):
+        yield workdir
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="pipe_rules_geometric_"))
+    try:
+        yield scratch
+    finally:
+        for item in scratch.iterdir():
+            shutil.move(str(item), str(workdir / item.name))
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _aligned(reference: Atoms, positions: np.ndarray) -> np.ndarray:

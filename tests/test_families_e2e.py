@@ -1,0 +1,170 @@
+"""Every task family end to end through `snakemake --profile profiles/local` on tblite: staging
+from species, reactions and earlier runs' records, the workers, and the fields ingestion sets.
+
+One campaign (module fixture): conformers -> freq and scan; a TS species with a crude HCN <-> HNC
+guess -> ts_opt -> irc (from_run); a reaction -> interpolated TS guesses. A species whose
+multiplicity contradicts its electrons fails in ONE task of the conformer run (FAILED_ESS) while
+the others complete. Config errors for families without any possible input are checked without
+Snakemake.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipe_rules.config import load_campaign
+from pipe_rules.errors import ConfigError
+from pipe_rules.fsio import read_json
+from pipe_rules.staging import stage_run
+
+from conftest import write_config
+from test_campaign_e2e import snakemake
+
+WATER = "O 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469"
+HCN_GUESS = "C 0 0 0\nN 1.18 0 0\nH 0.59 1.0 0"  # H bridging C and N
+SPECIES = [
+    {"label": "water", "xyz": WATER},
+    {"label": "ethane", "smiles": "CC", "torsions": [[2, 0, 1, 5]]},  # RDKit order: C0 C1, H2-4 on C0, H5-7 on C1
+    {"label": "bad_water", "xyz": WATER, "multiplicity": 2},  # 10 electrons cannot be a doublet
+    {"label": "hcn_ts", "ts_guesses": [HCN_GUESS]},
+]
+REACTIONS = [{"label": "h_exchange", "reactant_xyz": "H 0 0 0\nH 0.74 0 0\nH 3.0 0 0",
+              "product_xyz": "H -1.5 0 0\nH 0.74 0 0\nH 1.48 0 0", "multiplicity": 2}]
+RUNS = [
+    {"name": "conformers", "family": "conf_opt", "n_conformers": 1, "species": ["water", "ethane", "bad_water"]},
+    {"name": "freq", "family": "species_freq", "from_run": "conformers"},
+    {"name": "scan", "family": "rotor_scan_1d", "from_run": "conformers", "scan_resolution_deg": 30},
+    {"name": "ts", "family": "ts_opt", "species": ["hcn_ts"]},
+    {"name": "irc", "family": "irc", "from_run": "ts"},
+    {"name": "tsg", "family": "ts_guess_batch_method", "ts_methods": ["idpp", "linear"], "n_images": 5},
+]
+
+
+def config(folder, species=SPECIES, runs=RUNS, reactions=REACTIONS, **defaults):
+    import yaml
+
+    path = write_config(folder, engine="tblite", species=species, runs=runs, shards=1, **defaults)
+    data = yaml.safe_load(path.read_text())
+    if reactions:
+        data["reactions"] = reactions
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("families")
+    config(folder, lease_s=60, heartbeat_s=5, linger_s=1)
+    proc = snakemake(folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
+
+
+def records(folder, run):
+    return read_json(folder / "runs" / "test" / run / "results" / "records.json", "records")
+
+
+def h_distances(xyz):
+    c, n, h = np.asarray(xyz["coords"])
+    return float(np.linalg.norm(h - c)), float(np.linalg.norm(h - n))
+
+
+def test_one_engine_error_fails_one_task_and_the_others_complete(campaign):
+    rec = records(campaign, "conformers")
+    assert rec["run_state"] == "COMPLETED_PARTIAL" and rec["task_counts"] == {"COMPLETED": 2, "FAILED_ESS": 1}
+    [failed] = rec["failed"]
+    assert (failed["task_id"], failed["status"], failed["failure_reason"]) == \
+        ("bad_water_conf_opt_0", "FAILED_ESS", "multiplicity_inconsistent")
+    assert "not 2" in failed["engine_message"] and "10 electrons" in failed["engine_message"]
+    assert all(rec["owners"][label]["conformers"][0]["converged"] for label in ("water", "ethane"))
+
+
+def test_water_frequencies_have_no_imaginary_mode(campaign):
+    rec = records(campaign, "freq")
+    assert set(rec["owners"]) == {"water", "ethane"}  # bad_water has no conformer: skipped at staging
+    water = rec["owners"]["water"]
+    assert water["n_imaginary"] == 0 and water["imaginary_flag"] is False
+    assert len(water["freqs"]) == 3 and min(water["freqs"]) > 1400 and 0.015 < water["zpe_hartree"] < 0.025
+
+
+def test_ethane_scan_is_threefold_at_the_run_resolution(campaign):
+    rec = records(campaign, "scan")
+    assert set(rec["owners"]) == {"ethane"}
+    rotor = rec["owners"]["ethane"]["rotors"]["0"]
+    assert rotor["torsion"] == [2, 0, 1, 5] and rotor["resolution_deg"] == 30 and rotor["success"] is True
+    assert len(rotor["angles_deg"]) == len(rotor["energies_hartree"]) == 12
+    relative = np.array(rotor["relative_energies_kj_mol"])
+    assert np.ptp(relative) > 5  # a real barrier (about 11 kJ/mol)...
+    assert np.allclose(relative[:4], relative[4:8], atol=0.3) and np.allclose(relative[:4], relative[8:], atol=0.3)
+    log = "".join(p.read_text() for p in (campaign / "runs/test/scan/logs").glob("stage*"))
+    assert "water: has no torsions" in log and "bad_water: no converged conformer" in log
+
+
+def test_hcn_ts_has_exactly_one_imaginary_mode(campaign):
+    owner = records(campaign, "ts")["owners"]["hcn_ts"]
+    assert owner["owner_type"] == "species" and owner["chosen_ts_guess_index"] == 0
+    guess = owner["ts_guesses"]["0"]
+    assert guess["imaginary_frequency_cm1"] < -500 and guess["n_imaginary"] == 1
+    h_c, h_n = h_distances(guess["geometry"])
+    assert abs(h_c - h_n) < 0.5  # H still bridges C and N
+
+
+def test_irc_ends_are_hcn_and_hnc(campaign):
+    ts_energy = records(campaign, "ts")["owners"]["hcn_ts"]["ts_guesses"]["0"]["energy_hartree"]
+    rec = records(campaign, "irc")
+    assert rec["run_state"] == "COMPLETED", rec["failed"]
+    halves = rec["owners"]["hcn_ts"]["irc"]
+    ends = set()
+    for direction in ("forward", "reverse"):
+        half = halves[direction]
+        assert half["path_energies_hartree"][0] == pytest.approx(ts_energy, abs=1e-5)
+        assert half["end_energy_hartree"] < ts_energy - 0.05
+        h_c, h_n = h_distances(half["end_geometry"])
+        ends.add("HCN" if h_c < h_n else "HNC")
+    assert ends == {"HCN", "HNC"}
+
+
+def test_ts_guesses_of_a_reaction_sorted_by_energy(campaign):
+    rec = records(campaign, "tsg")
+    owner = rec["owners"]["h_exchange"]
+    assert owner["owner_type"] == "reaction"
+    guesses = owner["tsg_guesses"]
+    assert len(guesses) == 10 and {g["method"] for g in guesses} == {"idpp", "linear"}
+    energies = [g["energy_hartree"] for g in guesses]
+    assert energies == sorted(energies) and {g["index"] for g in guesses} == set(range(1, 6))
+
+
+@pytest.mark.parametrize("species, runs, reactions, field", [
+    (SPECIES[:1], [{"name": "s", "family": "rotor_scan_1d"}], None, "runs.0.family"),
+    (SPECIES[:1], [{"name": "t", "family": "ts_opt"}], None, "runs.0.family"),
+    (SPECIES[:1], [{"name": "c", "family": "conf_opt"}, {"name": "i", "family": "irc", "from_run": "c"}], None,
+     "runs.1.from_run"),
+    (SPECIES[:1], [{"name": "g", "family": "ts_guess_batch_method"}], None, "runs.0.family"),
+    (SPECIES[:2], [{"name": "s", "family": "rotor_scan_1d", "scan_resolution_deg": 7}], None,
+     "runs.0.scan_resolution_deg"),
+    ([{"label": "x", "xyz": WATER, "torsions": [[0, 1, 1, 2]]}], [{"name": "s", "family": "rotor_scan_1d"}], None,
+     "species.0.torsions.0"),
+])
+def test_a_family_without_any_input_is_a_config_error(tmp_path, species, runs, reactions, field):
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(config(tmp_path, species=species, runs=runs, reactions=reactions))
+    assert caught.value.field == field, str(caught.value)
+
+
+def test_a_torsion_outside_the_geometry_names_the_field(tmp_path):
+    species = [{"label": "w", "xyz": WATER, "torsions": [[0, 1, 2, 3]]}]
+    campaign = load_campaign(config(tmp_path, species=species, runs=[{"name": "s", "family": "rotor_scan_1d"}]))
+    with pytest.raises(ConfigError, match="geometry has 3 atoms") as caught:
+        stage_run(campaign, "s")
+    assert caught.value.field == "species.0.torsions.0"
+
+
+@pytest.mark.parametrize("species, message", [
+    ({"label": "a", "smiles": "C", "xyz": WATER}, "give only one of: smiles, xyz"),
+    ({"label": "a"}, "needs one of: smiles, xyz, ts_guesses"),
+    ({"label": "a", "ts_guesses": [HCN_GUESS], "irc_directions": ["backward"]}, "'backward' is not one of"),
+])
+def test_species_fields_are_checked_by_name(tmp_path, species, message):
+    with pytest.raises(ConfigError, match=message):
+        load_campaign(config(tmp_path, species=[species], runs=[{"name": "t", "family": "ts_opt"}]))
