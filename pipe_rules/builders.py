@@ -14,7 +14,8 @@ earlier run's records in `builders_chain`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .config import Campaign, RunConfig, Species
 from .errors import ConfigError, StagingError

@@ -11,7 +11,8 @@ An owner without a usable result (every conformer failed, no acceptable TS) is s
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .builders import SPECIES_FAMILIES, make_spec, scan_specs
 from .builders_ts import irc_specs

@@ -13,7 +13,7 @@ share nothing else); one task per image would repeat the interpolation n_images 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .builders import make_spec, xyz_dict
 from .config import Campaign, RunConfig, Species

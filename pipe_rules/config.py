@@ -60,7 +60,7 @@ class Species:
         return bool(self.ts_guesses)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Species":
+    def from_dict(cls, data: dict) -> Species:
         """Lists from YAML become tuples: a Species is frozen and its fields are never mutated."""
         data = dict(data)
         data["torsions"] = tuple(tuple(t) for t in data.get("torsions", ()))
@@ -195,7 +195,7 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
         source=path,
         reactions=tuple(Reaction(**r) for r in data.get("reactions", [])),
     )
-    from .family_inputs import check_family_inputs  # per-family input checks need the whole campaign
+    from .family_inputs import check_family_inputs  # needs the whole campaign (and imports config)
     check_family_inputs(campaign)
     return campaign
 

@@ -37,6 +37,7 @@ RUNS = [
     {"name": "scan", "family": "rotor_scan_1d", "from_run": "conformers", "scan_resolution_deg": 30},
     {"name": "ts", "family": "ts_opt", "species": ["hcn_ts"]},
     {"name": "irc", "family": "irc", "from_run": "ts"},
+    {"name": "ts_freq", "family": "species_freq", "from_run": "ts"},
     {"name": "tsg", "family": "ts_guess_batch_method", "ts_methods": ["idpp", "linear"], "n_images": 5},
 ]
 
@@ -108,6 +109,13 @@ def test_hcn_ts_has_exactly_one_imaginary_mode(campaign):
     assert guess["imaginary_frequency_cm1"] < -500 and guess["n_imaginary"] == 1
     h_c, h_n = h_distances(guess["geometry"])
     assert abs(h_c - h_n) < 0.5  # H still bridges C and N
+
+
+def test_frequencies_of_the_chosen_ts_are_flagged_not_dropped(campaign):
+    ts = records(campaign, "ts")["owners"]["hcn_ts"]["ts_guesses"]["0"]
+    owner = records(campaign, "ts_freq")["owners"]["hcn_ts"]
+    assert owner["imaginary_flag"] is True and owner["n_imaginary"] == 1
+    assert min(owner["freqs"]) == pytest.approx(ts["imaginary_frequency_cm1"], abs=1.0)
 
 
 def test_irc_ends_are_hcn_and_hnc(campaign):
