@@ -144,13 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", default="config.yaml")
     p.add_argument("--profile", default="local",
                    help="a profile folder, or the name of one in the project's profiles/ (default: local)")
-    p.add_argument("snakemake_args", nargs="*", help="after '--': passed on to snakemake")
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=_cmd_run, snakemake_args=[])
+    p.epilog = "Arguments after '--' go to snakemake unchanged, e.g. pipe-rules run config.yaml -- -n"
     return parser
 
 
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Everything after the first '--' is for snakemake (argparse cannot put it after an option)."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    own, passthrough = _split_passthrough(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(own)
+    if passthrough:
+        if args.command != "run":
+            parser.error(f"arguments after '--' ({' '.join(passthrough)}) are only for 'pipe-rules run'")
+        args.snakemake_args = passthrough
     # Run folders must not be writable by other users, whatever the login umask (002 is common);
     # a stricter umask (077) is kept.
     os.umask(os.umask(0) | 0o022)

@@ -16,17 +16,17 @@ the previous value restored afterwards, so one worker's setting never leaks into
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..xyz import xyz_dict_from_atoms
 from . import geometric_support
 from .base import EngineFailure, EngineResult, FailureClass, check_request
-from .common import IMAGINARY_THRESHOLD_CM1, check_known_options, frequency_data, number_option, parse_system
+from .common import (IMAGINARY_THRESHOLD_CM1, check_known_options, frequency_data, number_option, parse_system,
+                     thread_limit)
 
 ESS = FailureClass.ESS
 OPTIONS = {"max_cycle": 100, "conv_tol": 1e-9, "max_steps": 100, "imaginary_threshold_cm1": IMAGINARY_THRESHOLD_CM1}
@@ -191,17 +191,10 @@ def _close_output(mol) -> None:
         stdout.close()
 
 
-@contextmanager
-def _threads(cores: int) -> Iterator[None]:
+def _threads(cores: int):
     from pyscf import lib
 
-    before = lib.num_threads()
-    if cores and cores >= 1:
-        lib.num_threads(int(cores))
-    try:
-        yield
-    finally:
-        lib.num_threads(before)
+    return thread_limit(lib.num_threads, lib.num_threads, cores)
 
 
 ENGINE = PySCFEngine()

@@ -18,11 +18,11 @@ no libgomp is loaded (other builds or platforms) `cores` is not enforced.
 from __future__ import annotations
 
 import ctypes
-from contextlib import contextmanager
+from contextlib import nullcontext
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -33,7 +33,8 @@ from tblite.ase import TBLite
 
 from ..xyz import atoms_from_xyz_dict, xyz_dict_from_atoms
 from .base import EngineFailure, EngineResult, FailureClass, check_request
-from .common import IMAGINARY_THRESHOLD_CM1, check_distances, check_known_options, number_option, parse_system
+from .common import (IMAGINARY_THRESHOLD_CM1, check_distances, check_known_options, number_option, parse_system,
+                     thread_limit)
 
 ESS = FailureClass.ESS
 # fmax in eV/A (BFGS, and each constrained scan point); max_steps also bounds geomeTRIC's iterations
@@ -156,18 +157,11 @@ def _libgomp() -> Any:
     return ctypes.CDLL(sorted(paths)[0]) if paths else None
 
 
-@contextmanager
-def _omp_threads(cores: int) -> Iterator[None]:
+def _omp_threads(cores: int):
     gomp = _libgomp()
-    if gomp is None or not cores or cores < 1:
-        yield
-        return
-    before = gomp.omp_get_max_threads()
-    gomp.omp_set_num_threads(int(cores))
-    try:
-        yield
-    finally:
-        gomp.omp_set_num_threads(before)
+    if gomp is None:
+        return nullcontext()
+    return thread_limit(gomp.omp_get_max_threads, gomp.omp_set_num_threads, cores)
 
 
 ENGINE = TBLiteEngine()
