@@ -506,6 +506,35 @@ def test_campaign_through_profile_with_a_simulated_scheduler_is_one_submission_p
     ids = job_ids_per_run(tmp_path, runs)
     assert all(len(found) == 1 for found in ids.values()) and ids["a"] != ids["b"], ids  # one allocation per run
     assert len(calls(fake, "condor_q" if scheduler == "htcondor" else "qstat")) >= 1
+    assert calls(fake, "condor_rm" if scheduler == "htcondor" else "qdel") == []  # the sidecar had nothing to do
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["sge", "htcondor"])
+def test_ctrl_c_during_a_status_round_still_cancels_through_the_sidecar(tmp_path, fake, scheduler):
+    """Snakemake 9 gives its cancel command no jobs while it polls them; the sidecar cancels them then."""
+    write_config(tmp_path, 4, shards=2, options={"sleep_s": 60}, lease_s=120, linger_s=1)
+    query = "condor_q" if scheduler == "htcondor" else "qstat"
+    fake.update(FAKE_RUN_JOBS="1", PIPE_RULES_STATUS_TTL="0", **{f"FAKE_{query.upper()}_SLEEP": "8"})
+    del fake["PIPE_RULES_CLUSTER_STATE"]
+    head = subprocess.Popen(snakemake(tmp_path, scheduler), cwd=tmp_path, env=fake, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not calls(fake, query) and time.time() < deadline:  # a status round has begun: it lasts 8 s
+            time.sleep(0.2)
+        assert calls(fake, query), "no status round within 120 s"
+        time.sleep(1)
+        head.send_signal(signal.SIGINT)
+        output, _ = head.communicate(timeout=120)
+    finally:
+        if head.poll() is None:
+            head.kill()
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / ".snakemake/pipe_rules_cluster/jobs").glob("*/*.json")]
+    cancel = "condor_rm" if scheduler == "htcondor" else "qdel"
+    assert calls(fake, cancel) == [[cancel, record["job_id"]]], output[-3000:]  # once, by the sidecar
+    assert f"sidecar.py: Snakemake stopped with 1 {scheduler} job(s) unfinished: cancelling {record['job_id']}" in output
+    assert record["final"] == "failed" and record["cancelled"] is True
 
 
 # --- live: a real Grid Engine -----------------------------------------------------------------------

@@ -7,7 +7,8 @@ line must be checked exactly, without a real PBS or HTCondor. Every call appends
 case, e.g. FAKE_CONDOR_Q_OUTPUT), exit code $FAKE_<CMD>_RC, delay $FAKE_<CMD>_SLEEP seconds.
 With $FAKE_RUN_JOBS=1 qsub/condor_submit really run the submitted script in the background (as
 the scheduler would, with JOB_ID / PBS_JOBID / PIPE_RULES_CONDOR_JOB_ID set) and qstat/condor_q
-list those jobs: running while their script runs, PBS `F` with Exit_status afterwards.
+list those jobs: running while their script runs, PBS `F` with Exit_status afterwards;
+qdel/condor_rm end them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -44,8 +46,19 @@ def start(number: int, job_id: str, script: str, out: str, err: str, env: dict, 
     (JOBS / f"{number}.json").write_text(json.dumps({"id": job_id}))
     rc_file = JOBS / f"{number}.rc"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        subprocess.Popen(["bash", "-c", 'bash "$0"; echo $? > "$1"', script, str(rc_file)], stdout=stdout,
-                         stderr=stderr, env=dict(os.environ, **env), cwd=cwd, start_new_session=True)
+        job = subprocess.Popen(["bash", "-c", 'bash "$0"; echo $? > "$1"', script, str(rc_file)], stdout=stdout,
+                               stderr=stderr, env=dict(os.environ, **env), cwd=cwd, start_new_session=True)
+    (JOBS / f"{number}.pid").write_text(str(job.pid))
+
+
+def kill(job_ids: list[str]) -> None:
+    """qdel/condor_rm: end the jobs' process groups; their exit code is then 143, as after a kill."""
+    for number, (job_id, code) in jobs().items():
+        if code is None and (job_id in job_ids or number in job_ids):
+            try:
+                os.killpg(int((JOBS / f"{number}.pid").read_text()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
 
 
 def jobs() -> dict:
@@ -89,6 +102,8 @@ def main() -> int:
         rows = "".join(f"<job_list state=\"running\"><JB_job_number>{n}</JB_job_number><state>r</state></job_list>"
                        for n, (_, code) in jobs().items() if code is None)
         print(f"<?xml version='1.0'?>\n<job_info><queue_info>{rows}</queue_info><job_info></job_info></job_info>")
+    elif NAME in ("qdel", "condor_rm") and run_jobs:
+        kill(ARGS)
     elif NAME == "condor_q" and run_jobs:  # finished jobs leave the queue
         ads = [{"ClusterId": int(n), "ProcId": 0, "JobStatus": 2} for n, (_, code) in jobs().items() if code is None]
         print(json.dumps(ads) if ads else "", end="")
