@@ -3,8 +3,11 @@ from pathlib import Path
 
 from pipe_rules.workflow_support import plan_from_snakemake
 
-# Validates the config against pipe_rules' schema before any rule runs.
-PLAN = plan_from_snakemake(config, workflow.configfiles)
+# Validates the config against pipe_rules' schema before any rule runs. Relative paths in it are
+# resolved against the --configfile given on the command line, not the default config.yaml.
+PLAN = plan_from_snakemake(
+    config, workflow.overwrite_configfiles or workflow.configfiles
+)
 CAMPAIGN_DIR = PLAN.campaign_dir
 PYTHON = sys.executable
 
