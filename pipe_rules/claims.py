@@ -1,11 +1,13 @@
-"""O(1) claims: take a task by deleting its queue token, then confirm with a locked CAS.
+"""O(1) claims: take a task by moving its queue token to the in-flight folder, then confirm with a locked CAS.
 
 Each shard has a folder of empty token files, one per PENDING task. A worker lists its own
-shard's folder once and then tries tokens in order: `unlink` succeeds for exactly one process,
-so the listing is amortised over the tasks it yields and no claim ever reads other tasks' state
-files. When its shard is empty the worker steals from the others, starting from the far end of
-their listing to stay out of the owner's way. The state CAS after the unlink is the real guard:
-two workers can never both own a task, even if an NFS retry makes an unlink look lost.
+shard's folder once and then tries tokens in order: `rename` of a token into queue/inflight/
+succeeds for exactly one process (the others find it gone), so the listing is amortised over the
+tasks it yields and no claim ever reads other tasks' state files; one rename also replaces an
+unlink plus the create of the in-flight marker, and creating files is what costs on shared
+filesystems. When its shard is empty the worker steals from the others, starting from the far
+end of their listing to stay out of the owner's way. The state CAS after the rename is the real
+guard: two workers can never both own a task, even if an NFS retry makes a rename look lost.
 """
 
 from __future__ import annotations
@@ -92,10 +94,11 @@ class TaskPicker:
         for shard in shards:
             for task_id in self._candidates(shard):
                 token = self.layout.pending_token(shard, task_id)
-                if not remove_if_present(token):
+                if not _take(token, self.layout.inflight_token(task_id)):
                     continue  # another worker took it
                 try:
-                    claim = claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s)
+                    claim = claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s,
+                                            inflight_placed=True)
                 except OSError:
                     touch_new(token)  # still PENDING: put it back for another worker, then report
                     remove_if_present(self.layout.inflight_token(task_id))
@@ -107,3 +110,15 @@ class TaskPicker:
                     return claim
             self._empty_at[shard] = time.monotonic()
         return None
+
+
+def _take(token, inflight) -> bool:
+    """Move a pending token to the in-flight folder; False if another worker moved it first."""
+    try:
+        os.rename(token, inflight)
+        return True
+    except FileNotFoundError:
+        if inflight.parent.is_dir():
+            return False
+    inflight.parent.mkdir(parents=True, exist_ok=True)  # queue/inflight/ removed by hand: make it again
+    return _take(token, inflight)

@@ -1,4 +1,4 @@
-"""`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, run.
+"""`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, report, run.
 
 Every PipeRulesError becomes one line on stderr (naming the file and field) and exit code 2.
 """
@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import PipeRulesError
+from .errors import ConfigError, PipeRulesError
 from .layout import RunLayout
 
 
@@ -42,15 +42,39 @@ def _cmd_work(args) -> int:
     return {"terminated": EXIT_TERMINATED, "io_error": EXIT_IO_ERROR}.get(summary.exit_reason, 0)
 
 
+def _status_views(status, limit: int) -> list:
+    from rich.text import Text
+
+    from .report_table import cost_line, owner_table, status_table
+
+    views = [status_table(status.run_id, status.run_state, status.counts)]
+    if status.cost is not None:
+        views.append(Text(cost_line(status.cost)))
+    if status.owners is not None:
+        views.append(owner_table(status.owners, None if limit < 0 else limit))
+    return views
+
+
 def _cmd_status(args) -> int:
-    from .report_table import print_table, status_table
+    from .report_table import print_table
     from .status import run_status
 
-    status = run_status(RunLayout(Path(args.run_dir)), exact=args.exact)
+    layout = RunLayout(Path(args.run_dir))
+    owners = args.owners != 0
+    if args.watch is not None:
+        from .progress import watch_status
+
+        if args.json:
+            raise ConfigError("--watch redraws tables; for JSON, call status --json repeatedly", field="--watch")
+
+        return watch_status(layout, args.watch, lambda status: _status_views(status, args.owners),
+                            exact=args.exact, owners=owners)
+    status = run_status(layout, exact=args.exact, owners=owners)
     if args.json:
         print(json.dumps(status.as_json()))
     else:
-        print_table(status_table(status.run_id, status.run_state, status.counts))
+        for view in _status_views(status, args.owners):
+            print_table(view)
         for line in status.unreadable:
             print(f"unreadable: {line}", file=sys.stderr)
     return 0
@@ -74,10 +98,11 @@ def _cmd_results(args) -> int:
 def _cmd_reconcile(args) -> int:
     from .reconcile import reconcile
 
-    report = reconcile(RunLayout(Path(args.run_dir)))
+    report = reconcile(RunLayout(Path(args.run_dir)), sweep_temps=True)
     counts = ", ".join(f"{k}={v}" for k, v in report.counts.items() if v)
     print(f"run {report.run_state.value}: {counts}; orphaned {len(report.orphaned)}, salvaged "
-          f"{len(report.salvaged)}, repaired {len(report.repaired)}")
+          f"{len(report.salvaged)}, repaired {len(report.repaired)}, removed {len(report.removed_temps)} "
+          "stale temp file(s)")
     for line in report.unrepairable:
         print(f"cannot repair: {line}", file=sys.stderr)
     return 1 if report.unrepairable else 0
@@ -95,16 +120,48 @@ def _cmd_ingest(args) -> int:
     from .ingest import ingest
     from .report_table import print_table, results_table
 
-    records = ingest(RunLayout(Path(args.run_dir)), finish_leftovers=not args.no_finish)
+    layout = RunLayout(Path(args.run_dir))
+    records = ingest(layout, finish_leftovers=not args.no_finish)
     if args.table:
         print_table(results_table(records))
+    if args.report:
+        from .report_html import write_report
+
+        print(f"report: {write_report(layout)}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report_html import write_report
+
+    print(write_report(RunLayout(Path(args.run_dir)), Path(args.out) if args.out else None))
     return 0
 
 
 def _cmd_run(args) -> int:
     from .launch import run_campaign
 
-    return run_campaign(Path(args.config), profile=args.profile, extra=args.snakemake_args)
+    return run_campaign(Path(args.config), profile=args.profile, extra=args.snakemake_args,
+                        progress_every=args.progress_every)
+
+
+def _cmd_doctor(args) -> int:
+    from .doctor import FAIL, print_report, run_doctor
+
+    checks = run_doctor(args.profile, args.config)
+    print_report(checks)
+    return 1 if any(check.status == FAIL for check in checks) else 0
+
+
+def _cmd_config_reference(args) -> int:
+    from .config_reference import render_reference, update_file
+
+    if args.update:
+        changed = update_file(Path(args.update))
+        print(f"{args.update}: config reference {'rewritten' if changed else 'already up to date'}")
+    else:
+        print(render_reference(), end="")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             p.add_argument("--exact", action="store_true",
                            help="read every task's state file instead of counting queue tokens")
+            p.add_argument("--owners", type=int, default=25, metavar="N",
+                           help="rows of the per-owner table (default 25; -1: all; 0: no per-owner "
+                                "counts or CPU-hours, the fastest)")
+            p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                           help="redraw every SECONDS (default 2) until the run ends or Ctrl-C")
         p.set_defaults(func=func)
     p = sub.add_parser("reconcile", help="re-queue expired leases, repair queue tokens and corrupt states")
     p.add_argument("run_dir")
@@ -139,13 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--no-finish", action="store_true", help="do not run leftover PENDING tasks here")
     p.add_argument("--table", action="store_true", help="print the results table")
+    p.add_argument("--report", action="store_true", help="also write results/report.html")
     p.set_defaults(func=_cmd_ingest)
+    p = sub.add_parser("report", help="write the HTML report of an ingested run (tables and plots)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="where to write it (default: RUN_DIR/results/report.html)")
+    p.set_defaults(func=_cmd_report)
     p = sub.add_parser("run", help="run a campaign through snakemake with a profile")
     p.add_argument("config", nargs="?", default="config.yaml")
     p.add_argument("--profile", default="local",
                    help="a profile folder, or the name of one in the project's profiles/ (default: local)")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stdout is not a terminal: print a progress line every SECONDS (0: none); "
+                        "on a terminal, live bars are shown instead")
     p.set_defaults(func=_cmd_run, snakemake_args=[])
     p.epilog = "Arguments after '--' go to snakemake unchanged, e.g. pipe-rules run config.yaml -- -n"
+    p = sub.add_parser("doctor", help="check profile, scheduler, engines, config and run folder before submitting")
+    p.add_argument("profile", help="a profile folder, or the name of one in the project's profiles/")
+    p.add_argument("--config", default="config.yaml", help="campaign config (default: config.yaml)")
+    p.set_defaults(func=_cmd_doctor)
+    p = sub.add_parser("config-reference", help="print the config reference (markdown) generated from the schema")
+    p.add_argument("--update", metavar="README", help="rewrite the block between the config-reference markers here")
+    p.set_defaults(func=_cmd_config_reference)
     return parser
 
 

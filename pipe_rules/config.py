@@ -17,6 +17,7 @@ import yaml
 from .errors import ConfigError
 from .ids import check_safe_id
 from .schemas import first_error
+from .spec import HOMOGENEITY_FIELDS
 
 RUN_DEFAULTS: dict[str, Any] = {
     "engine": "tblite",
@@ -104,12 +105,12 @@ class RunConfig:
     scan_resolution_deg: float = 10.0
     ts_methods: tuple[str, ...] = ("idpp",)
     n_images: int = 9
+    tasks_file: str | None = None  # ready TaskSpecs (JSON list), e.g. written by pipe_rules.api; absolute
 
     @property
     def homogeneity_key(self) -> dict[str, Any]:
         """What must be the same for every task of a run (ARC's batching key)."""
-        return {"family": self.family, "engine": self.engine, "level": self.level,
-                "cores": self.cores, "memory_mb": self.memory_mb, "walltime_min": self.walltime_min}
+        return {name: getattr(self, name) for name in HOMOGENEITY_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,9 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
         if problem:
             raise ConfigError(problem[1], path=species_path, field=problem[0].replace("species.", "", 1))
         species += listed
+    if "arc_input" in data:  # the species section of an existing ARC input file
+        from .arc_input import arc_species_dicts
+        species += arc_species_dicts(base / data["arc_input"])
     labels = [s["label"] for s in species]
     duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
@@ -184,7 +188,7 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
     duplicates = sorted(label for label, count in Counter(reaction_labels).items() if count > 1)
     if duplicates:
         raise ConfigError(f"reaction label(s) used twice: {', '.join(duplicates)}", path=path, field="reactions")
-    runs = _parse_runs(data, path, set(labels), bool(reaction_labels))
+    runs = _parse_runs(data, path, set(labels), bool(reaction_labels), base)
     run_root = Path(data.get("run_root", "runs"))
     campaign = Campaign(
         name=data["campaign"],
@@ -213,7 +217,8 @@ def _reject_non_finite(value: Any, path: Path | None, where: str = "") -> None:
             _reject_non_finite(item, path, f"{where}.{index}")
 
 
-def _parse_runs(data: dict, path: Path | None, labels: set[str], has_reactions: bool = False) -> list[RunConfig]:
+def _parse_runs(data: dict, path: Path | None, labels: set[str], has_reactions: bool = False,
+                base: Path | None = None) -> list[RunConfig]:
     defaults = {**RUN_DEFAULTS, **data.get("defaults", {})}
     runs: list[RunConfig] = []
     seen: set[str] = set()
@@ -226,9 +231,13 @@ def _parse_runs(data: dict, path: Path | None, labels: set[str], has_reactions: 
         if settings.get("from_run") and settings["from_run"] not in seen:
             raise ConfigError(f"from_run {settings['from_run']!r} must name an earlier run",
                               path=path, field=f"{where}.from_run")
-        if not settings.get("from_run") and not labels and not has_reactions:
-            raise ConfigError("has no input: give 'species' (or 'species_file'), 'reactions' or 'from_run'",
-                              path=path, field=where)
+        if settings.get("tasks_file"):
+            if settings.get("from_run"):
+                raise ConfigError("give tasks_file or from_run, not both", path=path, field=f"{where}.tasks_file")
+            settings["tasks_file"] = str((base or Path.cwd()) / settings["tasks_file"])
+        elif not settings.get("from_run") and not labels and not has_reactions:
+            raise ConfigError("has no input: give 'species' (or 'species_file', 'arc_input'), 'reactions', "
+                              "'from_run' or 'tasks_file'", path=path, field=where)
         unknown = sorted(set(settings.get("species") or ()) - labels)
         if unknown:
             raise ConfigError(f"unknown species label(s): {', '.join(unknown)}", path=path, field=f"{where}.species")

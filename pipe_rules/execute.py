@@ -8,18 +8,17 @@ work folder as cwd, and the worker's cwd is restored afterwards, also on errors 
 from __future__ import annotations
 
 import os
-import resource
-import time
 import traceback
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
+from .cost import TaskMeter
 from .engines import get_engine
 from .engines.base import EngineFailure, EngineResult, FailureClass
 from .errors import SpecError
 from .layout import RunLayout
 from .lifecycle import Claim
-from .results import ResultRecord, peak_rss_mb, worker_identity
+from .results import ResultRecord, worker_identity
 from .spec import TaskSpec
 from .states import TaskState
 
@@ -37,11 +36,6 @@ class Outcome:
     terminated: bool = False
 
 
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _classify(spec: TaskSpec, result: EngineResult) -> tuple[TaskState, str | None, str | None]:
     """A converged run whose numbers are missing is never COMPLETED (ARC F3/F5)."""
     if not result.converged:
@@ -55,8 +49,11 @@ def _classify(spec: TaskSpec, result: EngineResult) -> tuple[TaskState, str | No
 
 def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
             guard: AbstractContextManager = nullcontext()) -> Outcome:
-    """`guard` is entered around the engine call only: signals may interrupt the engine, nothing else."""
-    started, cpu0 = time.time(), _cpu_s()
+    """`guard` is entered around the engine call only: signals may interrupt the engine, nothing else.
+
+    The attempt's cost (CPU, the task's own peak memory) goes into result.json and, one line per
+    attempt written by `write_result`, into the worker's cost ledger that `status` sums."""
+    meter = TaskMeter()
     attempt_dir = layout.attempt_dir(claim.task_id, claim.attempt_index)
     base = dict(run_id=run_id, task_id=claim.task_id, attempt_index=claim.attempt_index,
                 worker=worker_identity(claim.worker_id, shard), family="", owner_type="", owner_key="",
@@ -100,19 +97,18 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
             (attempt_dir / "traceback.txt").write_text(traceback.format_exc())
     finally:
         os.chdir(cwd)
-    result = _record(base, started, cpu0, state, fclass, reason, message, engine_result, spec)
+    timings, resources = meter.read(spec.cores if spec else 0, spec.memory_mb if spec else 0)
+    result = _record(base, timings, resources, state, fclass, reason, message, engine_result)
+    result.ledger = (layout.root, claim.worker_id)  # write_result appends the cost line
     return Outcome(state, result, fclass, reason, terminated)
 
 
-def _record(base: dict, started: float, cpu0: float, state: TaskState, fclass, reason, message,
-            engine_result: EngineResult | None, spec: TaskSpec | None) -> ResultRecord:
-    ended = time.time()
+def _record(base: dict, timings: dict, resources: dict, state: TaskState, fclass, reason, message,
+            engine_result: EngineResult | None) -> ResultRecord:
     record = ResultRecord(
         **base, status="COMPLETED" if state is TaskState.COMPLETED else "FAILED", outcome=state.value,
-        failure_class=fclass, failure_reason=reason, engine_message=message,
-        timings={"started_at": started, "ended_at": ended, "wall_s": ended - started, "cpu_s": _cpu_s() - cpu0},
-        resources={"cores": spec.cores if spec else 0, "memory_mb": spec.memory_mb if spec else 0,
-                   "peak_rss_mb": peak_rss_mb()},
+        failure_class=fclass, failure_reason=reason, engine_message=message, timings=timings,
+        resources=resources,
     )
     if engine_result is not None:
         record.energy_hartree = engine_result.energy_hartree

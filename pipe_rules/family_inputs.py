@@ -58,6 +58,8 @@ def _check_run(campaign: Campaign, run: RunConfig, where: str) -> None:
     if not math.isclose(points, round(points), abs_tol=1e-9):
         raise ConfigError(f"{run.scan_resolution_deg:g} must divide 360 evenly (e.g. 5, 10, 15, 30, 120)",
                           path=source, field=f"{where}.scan_resolution_deg")
+    if run.tasks_file:  # ready specs: checked when staging reads them
+        return
     if run.from_run:
         upstream = campaign.run(run.from_run).family
         allowed = CHAIN_SOURCES.get(run.family, frozenset())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -44,17 +45,24 @@ def atomic_write_json(path: Path, data: Any, fsync: bool = False, pretty: bool =
 
 
 def write_new_json(path: Path, data: Any) -> bool:
-    """Create `path` only if it does not exist yet (link is atomic, also over NFS). Return True if created."""
+    """Create `path` only if it does not exist yet; return True if this call created it.
+
+    The content goes to a temp file first and is then hard-linked to `path`: link fails if the
+    name exists (atomic also over NFS, unlike O_EXCL on old clients), and readers never see a half
+    file. Concurrent creators: exactly one wins, the others leave the winner's file alone."""
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, separators=(",", ":")) + "\n")
     try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, separators=(",", ":")) + "\n")
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
     finally:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
@@ -95,3 +103,44 @@ def remove_if_present(path: Path) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+# Temp files of the writers above: `.<target>.<host>.<pid>.tmp` (atomic_write_text) and
+# `.<target>.<host>.<pid>.new` (write_new_json). A writer killed between open and rename leaves one.
+# Only JSON targets are recognised (all a run folder holds), so an engine's own temp files in an
+# attempt folder never match.
+_TEMP_NAME = re.compile(r"^\.(?P<target>[^/]+?\.json)\.(?P<host>[^/]+)\.(?P<pid>\d+)\.(?:tmp|new)$")
+DEAD_WRITER_GRACE_S = 10.0  # a temp file lives for milliseconds; give a dead writer's file this long anyway
+STALE_TEMP_AGE_S = 3600.0  # a temp file of another host (or a pid we cannot judge) is stale only this old
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def stale_temp_reason(path: Path, now: float) -> str | None:
+    """Why the temp file at `path` is safe to delete, or None if it is not one of ours or may be live.
+
+    Stale means: written on this host by a process that no longer exists (and at least
+    DEAD_WRITER_GRACE_S old), or older than STALE_TEMP_AGE_S whoever wrote it. A live writer's
+    file is never stale: its pid exists, and its file is far younger than an hour."""
+    match = _TEMP_NAME.match(path.name)
+    if not match:
+        return None
+    try:
+        age = now - path.lstat().st_mtime
+    except FileNotFoundError:
+        return None
+    pid = int(match["pid"])
+    mine = match["host"] == _HOST and pid != os.getpid()
+    if mine and age >= DEAD_WRITER_GRACE_S and not _pid_alive(pid):
+        return f"writer pid {pid} on this host is gone"
+    if age >= STALE_TEMP_AGE_S:
+        return f"{age / 3600:.1f} h old"
+    return None

@@ -4,6 +4,12 @@ Only COMPLETED tasks fill scientific fields; FAILED_ESS, FAILED_TERMINAL and CAN
 listed under `failed` with their reason and last geometry, so the host can troubleshoot them.
 Nothing is silently dropped. Duplicated inputs (merged at staging) give their result to every
 owner that asked for it.
+
+Each owner and the run get a `cost` block: tasks, attempts, CPU-hours (cores x wall time and
+measured CPU), summed task wall time and the largest per-task peak memory, over every attempt that
+left a result.json (earlier attempts of retried tasks included). A deduplicated task's cost counts
+for the owner whose task ran, once. The run's block adds its elapsed time (first start to last
+end) and every attempt's duration (`attempt_wall_s`, for the report's histogram).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from .cost import CostSummary, add_result
 from .errors import StateError
 from .fsio import atomic_write_json
 from .ingest_families import FIELDS
@@ -41,7 +48,47 @@ def _task_entry(layout: RunLayout, task_id: str) -> dict[str, Any]:
         entry["result"] = read_result(path)
     entry["failure_class"] = state.failure_class
     entry["failure_reason"] = state.failure_reason
+    entry["_attempts"] = _attempt_results(layout, task_id, state.attempt_index, entry["result"])
     return entry
+
+
+def _attempt_results(layout: RunLayout, task_id: str, current: int, result: dict | None) -> list[dict]:
+    """Every attempt's result that exists (earlier ones only for retried tasks): what the task cost."""
+    results = []
+    for attempt in range(current):
+        path = layout.result(task_id, attempt)
+        if path.exists():
+            try:
+                results.append(read_result(path))
+            except StateError:  # a damaged old attempt: its cost is unknown, its task is not
+                continue
+    return results + ([result] if result else [])
+
+
+def _costs(by_id: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Cost blocks per owner and for the run (see the module docstring)."""
+    per_owner: dict[str, CostSummary] = defaultdict(CostSummary)
+    tasks: dict[str, int] = defaultdict(int)
+    run = CostSummary()
+    walls: list[float] = []
+    started: list[float] = []
+    ended: list[float] = []
+    for entry in by_id.values():
+        tasks[entry["owner_key"]] += 1
+        if "deduplicated_from" in entry:
+            continue
+        for result in entry["_attempts"]:
+            add_result(per_owner[entry["owner_key"]], result)
+            add_result(run, result)
+            timings = result["timings"]
+            walls.append(round(timings["wall_s"], 6))
+            started.append(timings["started_at"])
+            ended.append(timings["ended_at"])
+    owners = {owner: {"tasks": n, **per_owner[owner].as_dict()} for owner, n in tasks.items()}
+    block = {"tasks": sum(1 for e in by_id.values() if "deduplicated_from" not in e), **run.as_dict(),
+             "started_at": min(started, default=None), "ended_at": max(ended, default=None),
+             "elapsed_s": max(ended) - min(started) if started else None, "attempt_wall_s": walls}
+    return owners, block
 
 
 def _owner_fields(family: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -108,12 +155,15 @@ def build_records(layout: RunLayout) -> dict[str, Any]:
         counts[entry["status"]] += 1
         if entry["status"] != TaskState.COMPLETED.value:
             failed.append(_failure(entry))
+    owner_costs, run_cost = _costs(by_id)
+    owners = {owner: _owner_fields(run.family, entries) for owner, entries in sorted(grouped.items())}
+    for owner, fields in owners.items():
+        fields["cost"] = owner_costs[owner]
     return {
         "schema_version": RECORDS_SCHEMA_VERSION, "run_id": run.run_id, "run_dir": str(layout.root),
         "family": run.family, "engine": run.engine, "level": run.key["level"], "run_state": run.state.value,
         "ingested_at": time.time(), "task_counts": dict(counts),
-        "owners": {owner: _owner_fields(run.family, entries) for owner, entries in sorted(grouped.items())},
-        "failed": sorted(failed, key=lambda f: f["task_id"]),
+        "owners": owners, "failed": sorted(failed, key=lambda f: f["task_id"]), "cost": run_cost,
     }
 
 

@@ -1,20 +1,32 @@
-"""Run a campaign through Snakemake as a subprocess (profiles are read by the CLI only), then show results."""
+"""Run a campaign through Snakemake as a subprocess (profiles are read by the CLI only), show its
+progress while it works, then show results.
+
+On a terminal, Snakemake's output is relayed line by line above live progress bars (one per run);
+elsewhere Snakemake writes straight to our stdout/stderr as before and plain progress lines are
+printed every `progress_every` seconds.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.text import Text
+
 from .config import load_campaign
 from .errors import ConfigError
 from .fsio import read_json
 from .layout import RunLayout
+from .progress import CampaignProgress
 from .report_table import print_table, results_table
 
 PROJECT = Path(__file__).resolve().parent.parent
 WORKFLOW = PROJECT / "workflow" / "Snakefile"
+INTERRUPT_GRACE_S = 30.0  # how long Snakemake may take to stop its jobs after Ctrl-C
 
 
 def resolve_profile(profile: str | Path) -> Path:
@@ -33,16 +45,59 @@ def snakemake_command(config: Path, profile: str | Path, extra: list[str] | None
             "--profile", str(resolve_profile(profile)), *(extra or [])]
 
 
-def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] | None = None) -> int:
+def _relayed(command: list[str], console: Console) -> int:
+    """Run Snakemake with its output printed through `console` (above the live bars)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", bufsize=1, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            console.print(Text(line.rstrip("\n")), highlight=False, soft_wrap=True)
+        return proc.wait()
+    except KeyboardInterrupt:  # Snakemake got the SIGINT too: let it stop its jobs, keep draining its output
+        try:
+            rest, _ = proc.communicate(timeout=INTERRUPT_GRACE_S)
+            if rest:
+                console.print(Text(rest.rstrip("\n")), highlight=False, soft_wrap=True)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def _inherited(command: list[str]) -> int:
+    proc = subprocess.Popen(command)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=INTERRUPT_GRACE_S)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] | None = None,
+                 progress_every: float = 30.0, tty: bool | None = None) -> int:
+    """`progress_every`: seconds between plain progress lines when stdout is not a terminal (0: none).
+    `tty`: force the terminal display on or off (default: whether stdout is a terminal)."""
     campaign = load_campaign(config)  # fail fast, with one line, before Snakemake starts
     command = snakemake_command(config, profile, extra)
     print("running:", " ".join(command), flush=True)
+    tty = sys.stdout.isatty() if tty is None else tty
+    console = Console(force_terminal=True) if tty else Console()
+    runs = [(run.name, RunLayout(campaign.run_dir(run.name))) for run in campaign.runs]
     started = time.perf_counter()
-    code = subprocess.call(command)
+    with CampaignProgress(runs, console, tty=tty, every=progress_every):
+        code = _relayed(command, console) if tty else _inherited(command)
     elapsed = time.perf_counter() - started
-    for run in campaign.runs:
-        layout = RunLayout(campaign.run_dir(run.name))
+    for _, layout in runs:
         if layout.records.exists():
             print_table(results_table(read_json(layout.records, "ingested results")))
+        report = layout.results_dir / "report.html"
+        if report.exists():
+            print(f"report: {report}")
     print(f"campaign {campaign.name}: snakemake exited {code} after {elapsed:.1f} s")
     return code

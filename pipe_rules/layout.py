@@ -46,6 +46,11 @@ class RunLayout:
         return self.root / "manifest.json"
 
     @property
+    def manifest_lock(self) -> Path:
+        """Held only while a stager merges its tasks into manifest.json (milliseconds)."""
+        return self.root / "locks" / "manifest.lock"
+
+    @property
     def tasks_dir(self) -> Path:
         return self.root / "tasks"
 

@@ -56,10 +56,15 @@ def _restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
         _touch(layout.ended_token(record.status.value, record.task_id))
 
 
-def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: str, lease_s: float) -> Claim | None:
-    """PENDING -> CLAIMED -> RUNNING in one critical section; None if the task is not PENDING any more."""
+def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: str, lease_s: float,
+                    inflight_placed: bool = False) -> Claim | None:
+    """PENDING -> CLAIMED -> RUNNING in one critical section; None if the task is not PENDING any more.
+
+    `inflight_placed`: the caller already put the in-flight token in place (the picker moves the
+    pending token there with one rename instead of an unlink and a create)."""
     token = uuid.uuid4().hex
-    touch_new(layout.inflight_token(task_id))
+    if not inflight_placed:
+        touch_new(layout.inflight_token(task_id))
 
     def change(record: TaskStateRecord):
         if record.status is not S.PENDING:

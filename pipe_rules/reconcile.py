@@ -2,6 +2,8 @@
 
 Workers call the cheap part (`orphan_expired_inflight`, over the in-flight folder only) while they
 linger; `reconcile` scans the whole run and is what `pipe-rules reconcile` and ingestion run.
+`pipe-rules reconcile` also sweeps temp files left by killed writers (`sweep_temps`): readers
+ignore them, so ingestion skips that walk over every task folder.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import StateError
-from .fsio import atomic_write_json, read_json, remove_if_present
+from .fsio import atomic_write_json, read_json, remove_if_present, stale_temp_reason
 from .layout import RunLayout
 from .lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens
 from .runrecord import RunRecord, read_run, update_run
@@ -28,6 +31,7 @@ class ReconcileReport:
     salvaged: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrepairable: list[str] = field(default_factory=list)
+    removed_temps: list[str] = field(default_factory=list)  # "path: why it was stale"
 
 
 def _has_completed_result(layout: RunLayout, task_id: str, attempt: int) -> bool:
@@ -97,7 +101,7 @@ def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) 
     return record
 
 
-def reconcile(layout: RunLayout, repair: bool = True) -> ReconcileReport:
+def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False) -> ReconcileReport:
     run = read_run(layout)
     shard_of = _shards_from_manifest(layout)
     counts: Counter[TaskState] = Counter()
@@ -120,9 +124,29 @@ def reconcile(layout: RunLayout, repair: bool = True) -> ReconcileReport:
         counts[state.status] += 1
     if repair:
         _drop_stale_inflight(layout)
+    if repair and sweep_temps:
+        report.removed_temps = sweep_stale_temps(layout, time.time())
     report.counts = {s.value: counts.get(s, 0) for s in TaskState}
     report.run_state = _update_run_state(layout, run, counts)
     return report
+
+
+_NO_TEMPS = ("queue", "locks", "costs")  # written by O_EXCL creates and appends only
+
+
+def sweep_stale_temps(layout: RunLayout, now: float) -> list[str]:
+    """Delete temp files whose writer is gone (see fsio.stale_temp_reason); never a live writer's."""
+    removed = []
+    for folder, subdirs, names in os.walk(layout.root):
+        if folder == str(layout.root):
+            subdirs[:] = [d for d in subdirs if d not in _NO_TEMPS]
+        for name in names:
+            if name.startswith(".") and name.endswith((".tmp", ".new")):
+                path = Path(folder) / name
+                why = stale_temp_reason(path, now)
+                if why and remove_if_present(path):
+                    removed.append(f"{path}: {why}")
+    return removed
 
 
 def _shards_from_manifest(layout: RunLayout) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import socket
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -40,10 +39,6 @@ def scheduler_job_id() -> str | None:
     return None
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 @dataclass
 class ResultRecord:
     run_id: str
@@ -71,9 +66,13 @@ class ResultRecord:
     resources: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=package_versions)
     schema_version: int = RESULT_SCHEMA_VERSION
+    # Not part of result.json: (run folder, worker id) whose cost ledger gets this attempt's line
+    # once the result is on disk (pipe_rules.cost), so the ledger never holds an attempt without a
+    # result and never takes the disk space the state write after it needs.
+    ledger: tuple[Path, str] | None = field(default=None, repr=False, compare=False, metadata={"stored": False})
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("stored", True)}
 
 
 def worker_identity(worker_id: str, shard: str | None) -> dict[str, Any]:
@@ -88,6 +87,11 @@ def write_result(path: Path, record: ResultRecord) -> None:
         raise StateError(f"result does not match its schema: {problem[1]}", path=path, field=problem[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, data)
+    if record.ledger is not None:
+        from .cost import record_attempt
+
+        record_attempt(record.ledger[0], record.ledger[1], record.task_id, record.attempt_index, record.timings,
+                       record.resources)
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -26,6 +26,9 @@ FAMILIES: tuple[str, ...] = (
     "rotor_scan_1d",
 )
 OWNER_TYPES = ("species", "reaction")
+# What must be the same for every task of one run (ARC's batching key): staging, the planner and
+# RunConfig.homogeneity_key all use these fields.
+HOMOGENEITY_FIELDS = ("family", "engine", "level", "cores", "memory_mb", "walltime_min")
 
 
 def fingerprint(family: str, engine: str, level: str, options: dict, payload: dict) -> str:
@@ -66,6 +69,10 @@ class TaskSpec:
         spec = cls(**kwargs)
         spec.validate()
         return spec
+
+    @property
+    def homogeneity_key(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in HOMOGENEITY_FIELDS}
 
     def as_dict(self) -> dict[str, Any]:
         """Shallow (payloads are not copied): asdict's deep copy dominated staging time."""

@@ -3,6 +3,8 @@
 Staging the same campaign twice adds nothing and changes nothing; a spec already on disk is
 never overwritten (a different input under the same task id is refused), and states and results
 of staged tasks are never touched. Everything is validated before the first write.
+Two stagers of one run at once (two Snakemake invocations) are safe: every spec, state and
+token is created only if absent, and the manifest is merged under a short lock.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from .engines import UnknownEngineError, get_engine
 from .errors import ConfigError, SpecError, StagingError, StateError
 from .fsio import atomic_write_json, read_json, touch_new, write_new_json
 from .layout import RunLayout, shard_name
+from .locks import locked
+from .owner_index import load_owner_index
 from .runrecord import RunRecord, read_run, update_run
 from .spec import TaskSpec
 from .states import RunState
-from .taskstate import TaskStateRecord, write_initial_state
+from .taskstate import TaskStateRecord, read_state, write_initial_state
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ def check_engine(campaign: Campaign, run: RunConfig) -> None:
 def build_specs(campaign: Campaign, run: RunConfig, skipped: list[str] | None = None) -> list[TaskSpec]:
     """The run's specs; owners that give no task of the family are appended to `skipped`."""
     check_engine(campaign, run)
+    if run.tasks_file:
+        return specs_from_tasks_file(run)
     try:
         if run.from_run:
             source = RunLayout(campaign.run_dir(run.from_run))
@@ -63,6 +69,30 @@ def build_specs(campaign: Campaign, run: RunConfig, skipped: list[str] | None = 
         return list(specs_from_species(campaign, run, skipped))
     except ValueError as exc:  # chemistry input RDKit or the xyz parser refused
         raise ConfigError(str(exc), path=campaign.source, field="species") from None
+
+
+def specs_from_tasks_file(run: RunConfig) -> list[TaskSpec]:
+    """Ready specs from a host (pipe_rules.api): each validated, and all of the run's one kind."""
+    path = Path(run.tasks_file)
+    try:
+        data = read_json(path, "tasks file")
+    except StateError as exc:
+        raise ConfigError(exc.message, path=path) from None
+    if not isinstance(data, list) or not data:
+        raise ConfigError("must be a non-empty JSON list of task specs", path=path)
+    specs = []
+    for index, item in enumerate(data):
+        try:
+            spec = TaskSpec.from_dict(item)
+        except SpecError as exc:
+            where = f"{index}.{exc.field}" if exc.field else str(index)
+            raise ConfigError(exc.message, path=path, field=where) from None
+        for name, wanted in run.homogeneity_key.items():
+            if spec.homogeneity_key[name] != wanted:
+                raise ConfigError(f"{spec.homogeneity_key[name]!r} but run {run.name!r} has {wanted!r}: one run "
+                                  "holds one kind of task", path=path, field=f"{index}.{name}")
+        specs.append(spec)
+    return specs
 
 
 def _dedupe(specs: list[TaskSpec]) -> tuple[list[TaskSpec], dict[str, dict]]:
@@ -99,23 +129,36 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
                                "overwrite it (use a new run name to change inputs)", path=layout.spec(spec.task_id))
     new = [s for s in specs if s.task_id not in known]
     start = len(old["tasks"])
-    entries = list(old["tasks"])
+    ours: list[list[str]] = []
+    created = 0
     made: set = set()
     for offset, spec in enumerate(new):
-        shard = shard_name((start + offset) % run.shards)
-        _write_task(layout, spec, shard, run.max_attempts, made)
-        entries.append([spec.task_id, shard, spec.fingerprint])
-    merged_aliases = {**old["aliases"], **{k: v for k, v in aliases.items() if k not in known}}
-    atomic_write_json(layout.manifest, {"run_id": record.run_id, "tasks": entries, "aliases": merged_aliases})
+        shard, made_state = _write_task(layout, spec, shard_name((start + offset) % run.shards),
+                                        run.max_attempts, made)
+        created += made_state
+        ours.append([spec.task_id, shard, spec.fingerprint])
+    new_aliases = {k: v for k, v in aliases.items() if k not in known}
+    with locked(layout.manifest_lock, campaign.lock_mode):  # a concurrent stager may have written it meanwhile
+        entries, merged_aliases = _merge_manifest(_read_manifest(layout), ours, new_aliases)
+        atomic_write_json(layout.manifest, {"run_id": record.run_id, "tasks": entries, "aliases": merged_aliases})
 
-    def staged(rec: RunRecord) -> None:
-        rec.n_tasks = len(entries)
-        rec.shards = run.shards
-        if new or rec.state is RunState.CREATED:
-            rec.move(RunState.STAGED, f"staged {len(new)} new task(s)")
+        def staged(rec: RunRecord) -> None:
+            rec.n_tasks = len(entries)
+            rec.shards = run.shards
+            if created or rec.state is RunState.CREATED:
+                rec.move(RunState.STAGED, f"staged {created} new task(s)")
 
-    update_run(layout, campaign.lock_mode, staged)
-    return StageReport(layout.root, len(new), len(specs) - len(new), len(aliases), tuple(skipped))
+        update_run(layout, campaign.lock_mode, staged)
+    if created:  # the specs are in the page cache now: the first `status` need not read 100,000 of them
+        load_owner_index(layout)
+    return StageReport(layout.root, created, len(specs) - created, len(aliases), tuple(skipped))
+
+
+def _merge_manifest(current: dict, ours: list[list[str]], aliases: dict) -> tuple[list, dict]:
+    """What is on disk now, plus this stager's tasks it does not list yet (first writer wins)."""
+    listed = {entry[0] for entry in current["tasks"]}
+    entries = current["tasks"] + [entry for entry in ours if entry[0] not in listed]
+    return entries, {**aliases, **current["aliases"]}
 
 
 def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecord:
@@ -157,9 +200,11 @@ def _read_manifest(layout: RunLayout) -> dict:
     return {"tasks": data["tasks"], "aliases": aliases}
 
 
-def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int, made: set) -> None:
-    """A task folder this call creates is ours alone: write into it directly. An existing one is
-    only checked (same input) and never overwritten."""
+def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int, made: set) -> tuple[str, bool]:
+    """Create the task's spec, state and queue token unless they exist; return the task's shard and
+    whether this call created its state. Every first write is a create-if-absent (link), so of
+    several stagers racing on one task exactly one writes its state and token, and a state a
+    worker has already moved on is never overwritten; an existing spec is only compared."""
     folder = layout.task_dir(spec.task_id)
     if folder.parent not in made:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -168,21 +213,18 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
     if token.parent not in made:
         token.parent.mkdir(parents=True, exist_ok=True)
         made.add(token.parent)
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        if layout.spec(spec.task_id).exists():
-            existing = TaskSpec.load(layout.spec(spec.task_id))
-            if existing.fingerprint != spec.fingerprint:
-                raise StagingError("a different spec already exists here; refusing to overwrite it",
-                                   path=layout.spec(spec.task_id)) from None
-        else:
-            atomic_write_json(layout.spec(spec.task_id), spec.as_dict())
-    else:
-        atomic_write_json(layout.spec(spec.task_id), spec.as_dict())
-    if not layout.state(spec.task_id).exists():
-        write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts))
+    folder.mkdir(exist_ok=True)
+    if (not write_new_json(layout.spec(spec.task_id), spec.as_dict())
+            and TaskSpec.load(layout.spec(spec.task_id)).fingerprint != spec.fingerprint):
+        raise StagingError("a different spec already exists here; refusing to overwrite it",
+                           path=layout.spec(spec.task_id))
+    if write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts)):
         touch_new(token)
+        return shard, True
+    try:  # staged by another stager: list it under the shard its state and token use
+        return read_state(layout, spec.task_id).shard, False
+    except StateError:  # corrupt: `pipe-rules reconcile` rebuilds it
+        return shard, False
 
 
 def manifest_task_ids(layout: RunLayout) -> list[str]:
@@ -193,4 +235,4 @@ def load_manifest(layout: RunLayout) -> dict:
     return _read_manifest(layout)
 
 
-__all__ = ["StageReport", "stage_run", "build_specs", "load_manifest", "manifest_task_ids"]
+__all__ = ["StageReport", "stage_run", "build_specs", "specs_from_tasks_file", "load_manifest", "manifest_task_ids"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import StateError
-from .fsio import atomic_write_json, read_json
+from .fsio import atomic_write_json, read_json, write_new_json
 from .layout import RunLayout
 from .locks import locked
 from .states import IN_FLIGHT_TASK_STATES, TaskState, check_task_transition
@@ -106,9 +106,11 @@ def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:
     return TaskStateRecord.from_dict(read_json(path, "task state", REPAIR_HINT), path)
 
 
-def write_initial_state(layout: RunLayout, record: TaskStateRecord) -> None:
+def write_initial_state(layout: RunLayout, record: TaskStateRecord) -> bool:
+    """Create state.json only if no other process has (two stagers of one run race here): the loser
+    never overwrites a state a worker may already have moved on. True if this call created it."""
     record.check_invariants()
-    atomic_write_json(layout.state(record.task_id), record.as_dict())
+    return write_new_json(layout.state(record.task_id), record.as_dict())
 
 
 def update_state(

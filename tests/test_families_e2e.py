@@ -176,3 +176,46 @@ def test_a_torsion_outside_the_geometry_names_the_field(tmp_path):
 def test_species_fields_are_checked_by_name(tmp_path, species, message):
     with pytest.raises(ConfigError, match=message):
         load_campaign(config(tmp_path, species=[species], runs=[{"name": "t", "family": "ts_opt"}]))
+
+
+RUN_OF_FAMILY = {"conf_opt": "conformers", "species_freq": "freq", "rotor_scan_1d": "scan", "ts_opt": "ts",
+                 "irc": "irc", "ts_guess_batch_method": "tsg", "every family": "conformers"}
+
+
+def _names_in(document, found=None) -> set[str]:
+    """Every key and every string value anywhere in a records document."""
+    found = set() if found is None else found
+    if isinstance(document, dict):
+        for key, value in document.items():
+            found.add(str(key))
+            _names_in(value, found)
+    elif isinstance(document, list):
+        for value in document:
+            _names_in(value, found)
+    elif isinstance(document, str):
+        found.add(document)
+    return found
+
+
+def test_every_field_of_the_readme_ingestion_contract_is_in_the_records(campaign):
+    """The README table is what hosts code against: each field it names must exist in real records."""
+    import re
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Results for ARC (the ingestion contract)")[1].split("\n\n")[2]
+    checked = 0
+    for row in table.splitlines()[2:]:
+        family_cell, fields_cell, _ = (cell.strip() for cell in row.strip().strip("|").split(" | "))
+        run = next((RUN_OF_FAMILY[f] for f in family_cell.split(", ") if f in RUN_OF_FAMILY), None)
+        if run is None:  # species_sp / conf_sp only: covered by test_campaign_e2e
+            continue
+        names = _names_in(records(campaign, run))
+        for token in re.findall(r"`([^`]+)`", fields_cell):
+            for part in re.sub(r"\[[^\]]*\]", "", token).split("."):
+                if part in ("None", "CANCELLED", "FAILED_TERMINAL", "max_opt_cycles", "scf_not_converged"):
+                    continue  # values the campaign does not produce, named as examples
+                assert part in names, f"README names `{token}` for {family_cell}, not in {run} records"
+                checked += 1
+    assert checked > 40

@@ -1,5 +1,6 @@
 """Fault injection against real processes and real files: SIGKILL at random points, overlapping
-workers and Snakemake invocations, clock skew, a full disk, and corrupt or truncated run files.
+workers and Snakemake invocations, clock skew, a full disk, corrupt or truncated run files, temp
+files left by killed writers, and stagers racing on one run.
 
 The faults are real (signals, a tiny tmpfs, RLIMIT_FSIZE, bytes written over files); the `noop`
 engine only makes tasks last (`sleep_s`). Nothing here waits on a timer to decide pass or fail:
@@ -16,6 +17,7 @@ import random
 import re
 import resource
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -208,6 +210,8 @@ def test_leftover_temp_files_of_killed_writers_are_ignored_by_readers(staged_run
     assert exact["tasks"]["COMPLETED"] == 3 and "unreadable" not in exact
     repaired = pipe_rules_cli("reconcile", str(layout.root), check=True)
     assert "repaired 0" in repaired.stdout and repaired.stderr == ""
+    assert "removed 0 stale temp file(s)" in repaired.stdout  # another host's, and young: maybe live
+    assert all(path.exists() for path in planted)
     pipe_rules_cli("ingest", str(layout.root), check=True)
     records = json.loads(layout.records.read_text())
     assert records["failed"] == [] and len(records["owners"]) == 3
@@ -597,3 +601,168 @@ def test_reconcile_repair_of_corrupt_state_keeps_an_ended_task_ended(staged_run,
     attempts_after = sorted(p.name for p in layout.task_dir(task_id).glob("attempts/*"))
     assert (state.status.value, attempts_after) == (ended, attempts_before), (
         f"after the repair the {ended} task became {state.status.value} and ran attempts {attempts_after}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Temp files of killed writers, and stagers racing on one run
+
+# A writer paused between writing its temp file and renaming it: the rename waits for GO to exist.
+_PAUSED_WRITER = """
+import os, sys, time
+from pathlib import Path
+from pipe_rules import fsio
+real_replace, go = os.replace, Path(sys.argv[2])
+def paused(src, dst):
+    while not go.exists():
+        time.sleep(0.01)
+    real_replace(src, dst)
+fsio.os.replace = paused
+fsio.atomic_write_json(Path(sys.argv[1]), {"written_by": os.getpid()})
+"""
+
+
+def _temp_of(target: Path, pid: int) -> Path:
+    return target.with_name(f".{target.name}.{socket.gethostname()}.{pid}.tmp")
+
+
+def _backdate(path: Path, seconds: float) -> None:
+    """Stand-in for waiting: the file looks `seconds` older (its writer's pid state is untouched)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_reconcile_removes_temp_files_of_killed_writers_and_never_a_live_writers(staged_run, tmp_path):
+    """`pipe-rules reconcile` deletes the temp file of a writer SIGKILLed mid-write (and one an hour old from
+    another host), keeps a live writer's and a young one of another host; the live write then completes."""
+    layout = staged_run(2)
+    run_worker(layout.root, install_signals=False)
+    task_id = manifest_task_ids(layout)[0]
+    state_before = layout.state(task_id).read_bytes()
+    go = tmp_path / "go"
+    killed = subprocess.Popen([PYTHON, "-c", _PAUSED_WRITER, str(layout.state(task_id)), str(tmp_path / "never")])
+    live = subprocess.Popen([PYTHON, "-c", _PAUSED_WRITER, str(layout.records), str(go)])
+    try:
+        killed_temp, live_temp = _temp_of(layout.state(task_id), killed.pid), _temp_of(layout.records, live.pid)
+        _wait_for(lambda: killed_temp.exists() and live_temp.exists(), what="both writers' temp files")
+        killed.send_signal(signal.SIGKILL)
+        assert killed.wait(timeout=30) == -signal.SIGKILL
+        other_young = layout.attempt_dir(task_id, 0) / ".result.json.otherhost.4242.tmp"
+        other_old = layout.root / ".manifest.json.otherhost.4243.new"
+        for path in (other_young, other_old):
+            path.write_text('{"status": "RUNN')
+        for path in (killed_temp, live_temp):
+            _backdate(path, 60)  # past the grace a dead writer gets; far from the age that condemns any file
+        _backdate(other_old, 2 * 3600)
+
+        out = pipe_rules_cli("reconcile", str(layout.root), check=True).stdout
+        assert "removed 2 stale temp file(s)" in out, out
+        assert not killed_temp.exists() and not other_old.exists()
+        assert live_temp.exists() and other_young.exists()
+        assert layout.state(task_id).read_bytes() == state_before
+
+        go.touch()  # the live writer goes on: its rename finds its temp file where it left it
+        assert live.wait(timeout=60) == 0
+        assert json.loads(layout.records.read_text()) == {"written_by": live.pid}
+        assert not live_temp.exists()
+    finally:
+        for proc in (killed, live):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+_STAGER = """
+import os, sys, time
+from pathlib import Path
+from pipe_rules.config import load_campaign
+from pipe_rules.staging import stage_run
+campaign, go = load_campaign(Path(sys.argv[1])), Path(sys.argv[2])
+Path(f"{go}.ready.{os.getpid()}").touch()
+while not go.exists():
+    time.sleep(0.002)
+print(stage_run(campaign, "main").new_tasks)
+"""
+
+# Workers that keep starting while the stagers run, so a loser's state write would hit a state
+# a worker has already moved on (the race that made a task run twice).
+_WORKER_LOOP = """
+import sys, time
+from pathlib import Path
+from pipe_rules.worker import run_worker
+root, stop = Path(sys.argv[1]), Path(sys.argv[2])
+completed = 0
+while not (root / "run.json").exists():
+    time.sleep(0.002)
+while True:
+    last = stop.exists()
+    completed += run_worker(root, linger=False, install_signals=False).completed
+    if last:
+        break
+print(completed)
+"""
+
+
+def test_four_concurrent_stagers_stage_each_task_once_while_workers_drain(tmp_path):
+    """4 processes stage the same 500-task run at once while 2 workers drain it: each task gets one state,
+    one queue token and one manifest entry, workers complete each task exactly once, restaging adds nothing."""
+    n = 500
+    config = write_config(tmp_path, n, shards=3)
+    layout = RunLayout(load_campaign(config).run_dir("main"))
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    stagers = [subprocess.Popen([PYTHON, "-c", _STAGER, str(config), str(go)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    workers = [subprocess.Popen([PYTHON, "-c", _WORKER_LOOP, str(layout.root), str(stop)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        _wait_for(lambda: len(list(tmp_path.glob("go.ready.*"))) == 4, what="4 stagers ready")
+        go.touch()  # all four start writing together
+        staged = []
+        for proc in stagers:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-2000:]
+            staged.append(int(out.split()[-1]))
+        stop.touch()
+        completed = []
+        for proc in workers:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-2000:]
+            completed.append(int(out.split()[-1]))
+    finally:
+        for proc in stagers + workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert sum(staged) == n, f"states created per stager: {staged}"
+    manifest = json.loads(layout.manifest.read_text())
+    ids = [entry[0] for entry in manifest["tasks"]]
+    assert len(ids) == len(set(ids)) == n and read_run(layout).n_tasks == n
+    shard_of = {entry[0]: entry[1] for entry in manifest["tasks"]}
+    for task_id, state in _states(layout).items():  # a state a stager lost the race for names the winner's shard
+        assert state.shard == shard_of[task_id], task_id
+    completed.append(run_worker(layout.root, linger=False, install_signals=False).completed)
+    assert sum(completed) == n, f"completions per worker: {completed} (a task ran twice, or never)"
+    _assert_every_task_completed_once(layout)
+    for state in _states(layout).values():  # claimed once, from the one PENDING state staged
+        assert [h["to"] for h in state.history] == ["CLAIMED", "RUNNING", "COMPLETED"], state.history
+    _assert_no_tokens_left(layout)
+    assert _temp_files(layout.root) == []
+
+    again = stage_run(load_campaign(config), "main")
+    assert (again.new_tasks, again.existing_tasks) == (0, n)
+    assert _files_under(layout.root / "queue") == [] and read_run(layout).n_tasks == n
+
+
+def test_racing_stager_never_overwrites_a_state_a_worker_moved_on(staged_run):
+    """A stager that finds a task folder already made (it lost the race) leaves the state and token alone,
+    even when the task is already COMPLETED, and lists it under the shard its state names."""
+    layout = staged_run(3, shards=2)
+    run_worker(layout.root, install_signals=False)
+    before = _tree_digest(layout.root / "tasks")
+    layout.manifest.unlink()  # what a stager sees that read the manifest before the winner wrote it
+    report = stage_run(load_campaign(layout.root.parents[2] / "config.yaml"), "main")
+    assert (report.new_tasks, report.existing_tasks) == (0, 3)
+    assert _tree_digest(layout.root / "tasks") == before
+    assert _files_under(layout.root / "queue") == []
+    manifest = json.loads(layout.manifest.read_text())
+    assert sorted(e[0] for e in manifest["tasks"]) == sorted(_states(layout))
+    assert all(read_state(layout, t).shard == shard for t, shard, _ in manifest["tasks"])

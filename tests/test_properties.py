@@ -261,6 +261,18 @@ def test_parse_campaign_fails_only_with_pipe_rules_errors(config_dir, data):
         assert run.heartbeat_s < run.lease_s, f"run {run.name}: heartbeat_s {run.heartbeat_s}, lease_s {run.lease_s}"
 
 
+def _load_or_pipe_rules_error(config_dir, content: str | bytes) -> None:
+    """Write `content` as a config file and load it: any exception but a PipeRulesError fails the test."""
+    path = config_dir / f"config-{uuid.uuid4().hex}.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    try:
+        load_campaign(path)
+    except PipeRulesError:
+        pass
+    finally:
+        path.unlink()
+
+
 YAML_SNIPPETS = st.sampled_from([
     "!!python/object/apply:os.system ['true']", "!!binary aGVsbG8=", "&a [*a]", "*undefined", "2020-01-01",
     "!!timestamp 2001-12-14", ".nan", "-.inf", "{a: !!set {}}", "'unterminated", "[1, 2", "? complex\n: key",
@@ -279,14 +291,7 @@ YAML_SNIPPETS = st.sampled_from([
 @example(text="campaign: c\nspecies_file: binary.yaml\nruns: [{name: a, family: conf_opt}]\n")
 def test_load_campaign_of_any_yaml_text_fails_only_with_pipe_rules_errors(config_dir, text):
     """Any YAML text as config.yaml loads, or fails with a PipeRulesError (never another exception)."""
-    path = config_dir / f"config-{uuid.uuid4().hex}.yaml"
-    path.write_text(text, encoding="utf-8")
-    try:
-        load_campaign(path)
-    except PipeRulesError:
-        pass
-    finally:
-        path.unlink()
+    _load_or_pipe_rules_error(config_dir, text)
 
 
 @settings(max_examples=100, **FAST_SETTINGS)
@@ -294,14 +299,7 @@ def test_load_campaign_of_any_yaml_text_fails_only_with_pipe_rules_errors(config
 @example(raw=b"campaign: \xe9t\xe9\n")  # Latin-1, as an old editor saves it
 def test_load_campaign_of_any_bytes_fails_only_with_pipe_rules_errors(config_dir, raw):
     """A config.yaml of arbitrary bytes (not UTF-8, say) fails with a PipeRulesError, not a traceback."""
-    path = config_dir / f"config-{uuid.uuid4().hex}.yaml"
-    path.write_bytes(raw)
-    try:
-        load_campaign(path)
-    except PipeRulesError:
-        pass
-    finally:
-        path.unlink()
+    _load_or_pipe_rules_error(config_dir, raw)
 
 
 def _valid_spec() -> dict:
