@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,26 @@ def pipe_rules_cli(*args: str, cwd: Path | None = None, check: bool = False, tim
     if check and proc.returncode != 0:
         raise AssertionError(f"pipe-rules {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "condition", poll_s: float = 0.005) -> None:
+    """Poll `predicate`; the timeout only turns a hang into a failure, it decides nothing else."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str, what: str = "a tmpfs") -> Iterator[Path]:
+    """A real tmpfs mounted on `folder` for the test (mounting needs root: the test skips otherwise)."""
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount {what} here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)

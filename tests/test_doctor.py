@@ -17,7 +17,7 @@ import yaml
 from pipe_rules.cli import main
 from pipe_rules.doctor import FAIL, OK, WARN, filesystem_check, mount_of, run_doctor
 
-from conftest import PYTHON, REPO, write_config
+from conftest import PYTHON, REPO, mounted_tmpfs, write_config
 from test_campaign_e2e import tblite_energy
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -133,14 +133,8 @@ def read_only_folder(tmp_path):
         yield folder
         folder.chmod(0o755)
         return
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with mounted_tmpfs(folder, "ro,size=64k", "a read-only tmpfs"):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
 
 
 def test_unwritable_run_folder_fails(tmp_path, read_only_folder):

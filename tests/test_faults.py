@@ -39,7 +39,7 @@ from pipe_rules.states import IN_FLIGHT_TASK_STATES, TERMINAL_TASK_STATES, RunSt
 from pipe_rules.taskstate import read_state
 from pipe_rules.worker import run_worker
 
-from conftest import PYTHON, REPO, pipe_rules_cli, write_config
+from conftest import PYTHON, REPO, mounted_tmpfs, pipe_rules_cli, wait_until, write_config
 
 S = TaskState
 # What a writer killed between open() and rename() leaves: `.<name>.<host>.<pid>.tmp` (atomic
@@ -50,16 +50,6 @@ FAST = {"lease_s": 1, "heartbeat_s": 0.2, "clock_skew_s": 0}
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    """Poll `predicate`; the timeout only turns a hang into a failure, it decides nothing else."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def _start_worker(layout: RunLayout, *extra: str, **popen) -> subprocess.Popen:
@@ -152,7 +142,7 @@ def _kill_round(layout: RunLayout, rng: random.Random) -> None:
     try:
         # Start the clock at the first new attempt, so the kill lands inside the work (claim,
         # engine, result write or terminal write), not in the interpreter's start-up.
-        _wait_for(lambda: _attempts_started(layout) > before or all(w.poll() is not None for w in workers),
+        wait_until(lambda: _attempts_started(layout) > before or all(w.poll() is not None for w in workers),
                   what="first claim")
         time.sleep(rng.uniform(0, 0.15))
         for victim in (workers if rng.random() < 0.5 else [rng.choice(workers)]):
@@ -290,7 +280,7 @@ def _live_task(staged_run, **settings):
     layout = staged_run(1, shards=1, options={"sleep_s": 2}, **settings)
     task_id = manifest_task_ids(layout)[0]
     worker = _start_worker(layout, "--no-linger")
-    _wait_for(lambda: (s := read_state(layout, task_id)).status is S.RUNNING and s.heartbeat_at > s.claimed_at,
+    wait_until(lambda: (s := read_state(layout, task_id)).status is S.RUNNING and s.heartbeat_at > s.claimed_at,
               what="a running task with a fresh heartbeat")
     return layout, task_id, worker
 
@@ -362,14 +352,8 @@ def tiny_tmpfs(tmp_path):
     """A real 200 KiB filesystem that can be filled up (mounting needs root: skipped otherwise)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
-                          check=False, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+    with mounted_tmpfs(mount, "size=200k") as folder:
+        yield folder
 
 
 def _fill(mount: Path, leave_bytes: int) -> Path:
@@ -410,7 +394,7 @@ def test_disk_full_while_writing_result_hands_the_task_back(tiny_tmpfs):
     task_id = manifest_task_ids(layout)[0]
     worker = _start_worker(layout, "--no-linger", cwd=tiny_tmpfs.parent)
     try:
-        _wait_for(lambda: read_state(layout, task_id).status is S.RUNNING, what="task running")
+        wait_until(lambda: read_state(layout, task_id).status is S.RUNNING, what="task running")
         filler = _fill(tiny_tmpfs, leave_bytes=4096)  # room for a state write, not for the result
         out, err = worker.communicate(timeout=60)
     finally:
@@ -643,7 +627,7 @@ def test_reconcile_removes_temp_files_of_killed_writers_and_never_a_live_writers
     live = subprocess.Popen([PYTHON, "-c", _PAUSED_WRITER, str(layout.records), str(go)])
     try:
         killed_temp, live_temp = _temp_of(layout.state(task_id), killed.pid), _temp_of(layout.records, live.pid)
-        _wait_for(lambda: killed_temp.exists() and live_temp.exists(), what="both writers' temp files")
+        wait_until(lambda: killed_temp.exists() and live_temp.exists(), what="both writers' temp files")
         killed.send_signal(signal.SIGKILL)
         assert killed.wait(timeout=30) == -signal.SIGKILL
         other_young = layout.attempt_dir(task_id, 0) / ".result.json.otherhost.4242.tmp"
@@ -714,7 +698,7 @@ def test_four_concurrent_stagers_stage_each_task_once_while_workers_drain(tmp_pa
     workers = [subprocess.Popen([PYTHON, "-c", _WORKER_LOOP, str(layout.root), str(stop)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
-        _wait_for(lambda: len(list(tmp_path.glob("go.ready.*"))) == 4, what="4 stagers ready")
+        wait_until(lambda: len(list(tmp_path.glob("go.ready.*"))) == 4, what="4 stagers ready")
         go.touch()  # all four start writing together
         staged = []
         for proc in stagers:

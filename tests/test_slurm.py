@@ -10,7 +10,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from pipe_rules.staging import manifest_task_ids
 from pipe_rules.states import TaskState
 from pipe_rules.taskstate import read_state
 
-from conftest import PYTHON, REPO, write_config
+from conftest import PYTHON, REPO, wait_until, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # This machine's filesystem is local: no need for the profile's 60 s latency allowance.
@@ -89,15 +88,6 @@ def assert_completed_exactly_once(layout: RunLayout) -> list:
     return states
 
 
-def wait_until(predicate, timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def count_state(layout: RunLayout, status: TaskState) -> int:
     return sum(read_state(layout, t).status is status for t in manifest_task_ids(layout))
 
@@ -127,7 +117,8 @@ def test_scancel_of_one_element_loses_nothing_and_does_not_storm(tmp_path):
     head = subprocess.Popen(snakemake_cmd("slurm"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     wait_until(lambda: any(e.get("JobState") == "RUNNING" for es in submissions_since(before, tmp_path).values() for e in es)
-               and count_state(layout, TaskState.RUNNING) >= 1, what="a running array element")
+               and count_state(layout, TaskState.RUNNING) >= 1, timeout=120, what="a running array element",
+               poll_s=0.2)
     (array_id,) = submissions_since(before, tmp_path)
     running = [e for e in submissions_since(before, tmp_path)[array_id] if e["JobState"] == "RUNNING"]
     victim = f"{array_id}_{running[0]['ArrayTaskId']}"
@@ -165,7 +156,7 @@ def _interrupt_midway(folder: Path, profile: str, layout: RunLayout, done: int) 
     head = subprocess.Popen(snakemake_cmd(profile), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     wait_until(lambda: layout.manifest.exists() and count_state(layout, TaskState.COMPLETED) >= done,
-               timeout=300, what=f"{done} completed tasks")
+               timeout=300, what=f"{done} completed tasks", poll_s=0.2)
     os.killpg(head.pid, signal.SIGINT)
     head.communicate(timeout=120)
 
