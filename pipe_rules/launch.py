@@ -55,14 +55,8 @@ def _relayed(command: list[str], console: Console) -> int:
         for line in proc.stdout:
             console.print(Text(line.rstrip("\n")), highlight=False, soft_wrap=True)
         return proc.wait()
-    except KeyboardInterrupt:  # Snakemake got the SIGINT too: let it stop its jobs, keep draining its output
-        try:
-            rest, _ = proc.communicate(timeout=INTERRUPT_GRACE_S)
-            if rest:
-                console.print(Text(rest.rstrip("\n")), highlight=False, soft_wrap=True)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            proc.kill()
-            proc.wait()
+    except KeyboardInterrupt:
+        _finish_after_interrupt(proc, console)
         raise
 
 
@@ -71,12 +65,19 @@ def _inherited(command: list[str]) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        try:
-            proc.wait(timeout=INTERRUPT_GRACE_S)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            proc.kill()
-            proc.wait()
+        _finish_after_interrupt(proc)
         raise
+
+
+def _finish_after_interrupt(proc: subprocess.Popen, console: Console | None = None) -> None:
+    """Snakemake got the SIGINT too: let it stop its jobs (printing the rest of its output), then kill it."""
+    try:
+        rest, _ = proc.communicate(timeout=INTERRUPT_GRACE_S)
+        if rest and console is not None:
+            console.print(Text(rest.rstrip("\n")), highlight=False, soft_wrap=True)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        proc.wait()
 
 
 def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] | None = None,
