@@ -3,6 +3,6 @@
 
 import sys
 
-from pipe_rules.cli import main
+from pipe_rules.cli.main import main
 
 sys.exit(main(["work", *sys.argv[1:]]))

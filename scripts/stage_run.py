@@ -4,9 +4,9 @@ import json
 import os
 import sys
 
-from pipe_rules.config import parse_campaign
-from pipe_rules.errors import PipeRulesError
-from pipe_rules.staging import stage_run
+from pipe_rules.contracts.errors import PipeRulesError
+from pipe_rules.inputs.config import parse_campaign
+from pipe_rules.inputs.staging import stage_run
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
 sys.stderr = open(snakemake.log[0], "w", buffering=1)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipe_rules.config import load_campaign
-from pipe_rules.layout import RunLayout
-from pipe_rules.staging import stage_run
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.store.layout import RunLayout
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

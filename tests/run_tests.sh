@@ -19,4 +19,6 @@ start() {  # start <name> <script> <env var that carries the reason to the tests
 
 start slurm tests/cluster/start_slurm.sh PIPE_RULES_SLURM_UNAVAILABLE
 [ -x tests/cluster/start_sge.sh ] && start sge tests/cluster/start_sge.sh PIPE_RULES_SGE_UNAVAILABLE
+# the layering of pipe_rules/ (contract in pyproject.toml): a broken layer fails before any test runs
+"$(dirname "$PY")/lint-imports" --no-cache || exit 1
 exec "$PY" -m pytest -ra "$@"

@@ -16,15 +16,15 @@ import pytest
 from ase.units import Bohr
 from tblite.interface import Calculator
 
-from pipe_rules.api import OwnerRecord, PipeAPI, RunPoll
-from pipe_rules.errors import PipeRulesError
-from pipe_rules.fsio import read_json
-from pipe_rules.layout import RunLayout
-from pipe_rules.planner import plan
-from pipe_rules.spec import TaskSpec
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.taskstate import read_state
-from pipe_rules.xyz import xyz_dict_from_text
+from pipe_rules.contracts.errors import PipeRulesError
+from pipe_rules.contracts.spec import TaskSpec
+from pipe_rules.contracts.xyz import xyz_dict_from_text
+from pipe_rules.host.api import OwnerRecord, PipeAPI, RunPoll
+from pipe_rules.host.planner import plan
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.taskstate import read_state
 
 # ARC-style species records; conformer optimisations of these take 0.1-1 s each here
 SPECIES = [{"label": "butanol", "smiles": "CCCCO"}, {"label": "pentane", "smiles": "CCCCC"},
@@ -134,7 +134,7 @@ def test_planned_specs_run_through_the_api(tmp_path):
     with pytest.raises(PipeRulesError) as err:
         api.create_run("mixed", tasks=tasks)
     assert str(err.value) == ("field 'tasks.10.level': 'GFN1-xTB' but tasks.0 has 'GFN2-xTB': one run holds one "
-                              "kind of task (group them with pipe_rules.planner)")
+                              "kind of task (group them with pipe_rules.api.plan)")
     handle = api.create_run(run.name, tasks=list(run.tasks), shards=2, lease_s=30, heartbeat_s=2, linger_s=1)
     assert api.create_run(run.name, tasks=[t.as_dict() for t in run.tasks], shards=2, lease_s=30,
                           heartbeat_s=2, linger_s=1) == handle  # same input again: the same run
@@ -174,8 +174,8 @@ def test_cancel_stops_the_launcher_and_cancels_unfinished_tasks(tmp_path):
 
 
 def test_a_tasks_file_of_another_kind_is_refused_at_staging(tmp_path):
-    from pipe_rules.config import load_campaign
-    from pipe_rules.staging import stage_run
+    from pipe_rules.inputs.config import load_campaign
+    from pipe_rules.inputs.staging import stage_run
 
     specs = [_water_spec(0, "GFN2-xTB").as_dict(), _water_spec(1, "GFN1-xTB").as_dict()]
     (tmp_path / "tasks.json").write_text(json.dumps(specs))

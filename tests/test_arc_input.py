@@ -6,15 +6,15 @@ import shutil
 
 import pytest
 import yaml
-
-from pipe_rules.arc_input import ArcSpecies, read_arc_input
-from pipe_rules.config import load_campaign
-from pipe_rules.errors import PipeRulesError
-from pipe_rules.layout import RunLayout
-from pipe_rules.spec import TaskSpec
-from pipe_rules.staging import manifest_task_ids, stage_run
-
 from conftest import REPO, pipe_rules_cli
+
+from pipe_rules.contracts.errors import PipeRulesError
+from pipe_rules.inputs.arc_input import ArcSpecies, read_arc_input
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.task_files import load_spec
 
 EXAMPLE = REPO / "examples" / "arc_input.yml"
 
@@ -102,7 +102,7 @@ def test_a_campaign_on_an_arc_input_stages_its_species(tmp_path):
     report = stage_run(campaign, "sp")
     assert report.new_tasks == 5
     layout = RunLayout(campaign.run_dir("sp"))
-    specs = {s.owner_key: s for s in (TaskSpec.load(layout.spec(t)) for t in manifest_task_ids(layout))}
+    specs = {s.owner_key: s for s in (load_spec(layout.spec(t)) for t in manifest_task_ids(layout))}
     assert set(specs) == {"methanol", "ethyl", "acetaldehyde", "water", "NH2"}
     payloads = {label: (s.input_payload["charge"], s.input_payload["multiplicity"]) for label, s in specs.items()}
     assert payloads == {"methanol": (0, 1), "ethyl": (0, 2), "acetaldehyde": (0, 1), "water": (0, 1), "NH2": (0, 2)}

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from pipe_rules.errors import SpecError
-from pipe_rules.layout import RunLayout
-from pipe_rules.spec import TaskSpec
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.taskstate import read_state
-from pipe_rules.worker import run_worker
-
 from conftest import pipe_rules_cli, write_config
+
+from pipe_rules.contracts.errors import SpecError
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import load_spec
+from pipe_rules.store.taskstate import read_state
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -93,7 +92,7 @@ def test_spec_with_unsafe_task_id_names_file_and_field(finished_run):
     data["task_id"] = "../../etc"
     path.write_text(json.dumps(data))
     with pytest.raises(SpecError) as err:
-        TaskSpec.load(path)
+        load_spec(path)
     assert str(err.value).startswith(f"{path}: field 'task_id': task_id '../../etc' is not allowed")
 
 

@@ -9,16 +9,15 @@ import subprocess
 import numpy as np
 import pytest
 from ase.units import Bohr
+from conftest import PYTHON, REPO, pipe_rules_cli, write_config
 from tblite.interface import Calculator
 
-from pipe_rules.fsio import read_json
-from pipe_rules.layout import RunLayout
-from pipe_rules.results import read_result
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.taskstate import read_state
-
-from conftest import PYTHON, REPO, pipe_rules_cli, write_config
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 SPECIES = [{"label": "ethanol", "smiles": "CCO"}, {"label": "butane", "smiles": "CCCC"},
            {"label": "water", "xyz": "O 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692"}]

@@ -23,11 +23,11 @@ import pytest
 import yaml
 from conftest import PYTHON, REPO, write_config
 
-from pipe_rules.layout import RunLayout
-from pipe_rules.results import read_result
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.taskstate import read_state
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 SCRIPTS = REPO / "scripts" / "cluster"
 FAKES = REPO / "tests" / "fake_schedulers"

@@ -12,19 +12,18 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
-
-from pipe_rules.fsio import read_json
-from pipe_rules.ingest import ingest
-from pipe_rules.lifecycle import cancel
-from pipe_rules.report_html import write_report
-from pipe_rules.results import read_result
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.status import run_status
-from pipe_rules.taskstate import read_state
-from pipe_rules.worker import run_worker
-
 from conftest import PYTHON, REPO, h2_species, pipe_rules_cli, write_config
+
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.reporting.ingest import ingest
+from pipe_rules.reporting.report_html import write_report
+from pipe_rules.reporting.status import run_status
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.lifecycle import cancel
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 ODD_LABEL = "<b>h2 & co</b>"  # any string is a valid species label: it must reach HTML escaped
 
@@ -51,9 +50,9 @@ def test_each_result_records_cpu_hours_and_the_task_peak(staged_run):
 
 def test_a_big_task_shows_a_bigger_peak_than_a_small_one_run_later_in_the_same_process(tmp_path):
     """The peak is reset per task: without the reset the small task would report the big one's peak."""
-    from pipe_rules.config import load_campaign
-    from pipe_rules.layout import RunLayout
-    from pipe_rules.staging import stage_run
+    from pipe_rules.inputs.config import load_campaign
+    from pipe_rules.inputs.staging import stage_run
+    from pipe_rules.store.layout import RunLayout
 
     runs = [{"name": "big", "family": "species_sp", "options": {"alloc_mb": 400}},
             {"name": "small", "family": "species_sp"}]
@@ -77,7 +76,7 @@ def mixed_run(tmp_path):
     write_config(tmp_path, species=species, cores=2, shards=1)
     proc = pipe_rules_cli("stage", str(tmp_path / "config.yaml"), check=True)
     assert "1 duplicate input(s) merged" in proc.stdout
-    from pipe_rules.layout import RunLayout
+    from pipe_rules.store.layout import RunLayout
 
     layout = RunLayout(tmp_path / "runs" / "test" / "main")
     ids = manifest_task_ids(layout)

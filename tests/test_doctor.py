@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from pipe_rules.cli import main
-from pipe_rules.doctor import FAIL, OK, WARN, filesystem_check, mount_of, run_doctor
-
 from conftest import PYTHON, REPO, mounted_tmpfs, write_config
 from test_campaign_e2e import tblite_energy
+
+from pipe_rules.cli.doctor import FAIL, OK, WARN, filesystem_check, mount_of, run_doctor
+from pipe_rules.cli.main import main
 
 VENV_BIN = str(Path(sys.executable).parent)
 FAKES = REPO / "tests" / "fake_schedulers"

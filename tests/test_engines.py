@@ -10,10 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from pipe_rules.chem import charge_and_multiplicity_from_smiles, embed_conformers
-from pipe_rules.xyz import atoms_from_xyz_dict, validate_xyz_dict, xyz_dict_from_atoms, xyz_dict_from_text
+from pipe_rules.contracts.xyz import (
+    atoms_from_xyz_dict,
+    validate_xyz_dict,
+    xyz_dict_from_atoms,
+    xyz_dict_from_text,
+)
 from pipe_rules.engines import UnknownEngineError, get_engine, known_engines
 from pipe_rules.engines.base import EngineFailure, FailureClass
+from pipe_rules.inputs.chem import charge_and_multiplicity_from_smiles, embed_conformers
 
 ETHANOL = """9
 ethanol
@@ -176,7 +181,7 @@ def test_unknown_engine_lists_known_engines():
 
 
 def test_noop_engine_and_chem_do_not_import_heavy_libraries():
-    code = ("import sys; from pipe_rules.engines import get_engine; import pipe_rules.chem; get_engine('noop')"
+    code = ("import sys; from pipe_rules.engines import get_engine; import pipe_rules.inputs.chem; get_engine('noop')"
             ".run('species_sp', 'x', {}, {}, '.', 1); print(sorted(m for m in ('tblite', 'rdkit', 'ase') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -184,13 +189,13 @@ def test_noop_engine_and_chem_do_not_import_heavy_libraries():
 
 
 def test_cores_limit_openmp_threads_only_during_the_run(tblite, tmp_path):
-    from pipe_rules.engines.tblite_engine import _libgomp, _omp_threads
+    from pipe_rules.engines.tblite.core import _libgomp, omp_threads
 
     gomp = _libgomp()
     if gomp is None:
         pytest.skip("tblite did not load libgomp in this build")
     before = gomp.omp_get_max_threads()
-    with _omp_threads(1):
+    with omp_threads(1):
         assert gomp.omp_get_max_threads() == 1
     assert gomp.omp_get_max_threads() == before
     assert np.isfinite(tblite.run("conf_sp", "GFN2-xTB", sp_payload(ETHANOL), {}, tmp_path, 1).energy_hartree)

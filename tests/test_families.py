@@ -15,9 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipe_rules.contracts.xyz import (
+    atoms_from_xyz_dict,
+    validate_xyz_dict,
+    xyz_dict_from_atoms,
+    xyz_dict_from_text,
+)
 from pipe_rules.engines import get_engine, known_engines
 from pipe_rules.engines.base import EngineFailure, FailureClass
-from pipe_rules.xyz import atoms_from_xyz_dict, validate_xyz_dict, xyz_dict_from_atoms, xyz_dict_from_text
 
 DATA = Path(__file__).parent / "data" / "external"
 KCAL_PER_EV = 23.060548

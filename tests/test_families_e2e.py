@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from pipe_rules.config import load_campaign
-from pipe_rules.errors import ConfigError
-from pipe_rules.fsio import read_json
-from pipe_rules.staging import stage_run
-
 from conftest import write_config
 from test_campaign_e2e import snakemake
+
+from pipe_rules.contracts.errors import ConfigError
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.store.fsio import read_json
 
 WATER = "O 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469"
 HCN_GUESS = "C 0 0 0\nN 1.18 0 0\nH 0.59 1.0 0"  # H bridging C and N

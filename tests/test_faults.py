@@ -23,23 +23,23 @@ import time
 from pathlib import Path
 
 import pytest
-
-import pipe_rules.lifecycle as lifecycle_module
-import pipe_rules.reconcile as reconcile_module
-import pipe_rules.taskstate as taskstate_module
-import pipe_rules.worker as worker_module
-from pipe_rules.config import load_campaign
-from pipe_rules.layout import RunLayout
-from pipe_rules.lifecycle import claim_and_start, finish, orphan_if_expired
-from pipe_rules.reconcile import orphan_expired_inflight, reconcile
-from pipe_rules.results import read_result
-from pipe_rules.runrecord import read_run
-from pipe_rules.staging import manifest_task_ids, stage_run
-from pipe_rules.states import IN_FLIGHT_TASK_STATES, TERMINAL_TASK_STATES, RunState, TaskState
-from pipe_rules.taskstate import read_state
-from pipe_rules.worker import run_worker
-
 from conftest import PYTHON, REPO, mounted_tmpfs, pipe_rules_cli, wait_until, write_config
+
+import pipe_rules.execution.worker as worker_module
+import pipe_rules.store.lifecycle as lifecycle_module
+import pipe_rules.store.reconcile as reconcile_module
+import pipe_rules.store.taskstate as taskstate_module
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import claim_and_start, finish, orphan_if_expired
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.reconcile import orphan_expired_inflight, reconcile
+from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TERMINAL_TASK_STATES, RunState, TaskState
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 S = TaskState
 # What a writer killed between open() and rename() leaves: `.<name>.<host>.<pid>.tmp` (atomic
@@ -658,8 +658,8 @@ def test_reconcile_removes_temp_files_of_killed_writers_and_never_a_live_writers
 _STAGER = """
 import os, sys, time
 from pathlib import Path
-from pipe_rules.config import load_campaign
-from pipe_rules.staging import stage_run
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
 campaign, go = load_campaign(Path(sys.argv[1])), Path(sys.argv[2])
 Path(f"{go}.ready.{os.getpid()}").touch()
 while not go.exists():
@@ -672,7 +672,7 @@ print(stage_run(campaign, "main").new_tasks)
 _WORKER_LOOP = """
 import sys, time
 from pathlib import Path
-from pipe_rules.worker import run_worker
+from pipe_rules.execution.worker import run_worker
 root, stop = Path(sys.argv[1]), Path(sys.argv[2])
 completed = 0
 while not (root / "run.json").exists():

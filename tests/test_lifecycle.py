@@ -9,18 +9,17 @@ import subprocess
 import time
 
 import pytest
-
-from pipe_rules.errors import OwnershipLost
-from pipe_rules.layout import RunLayout
-from pipe_rules.lifecycle import claim_and_start, finish, orphan_if_expired
-from pipe_rules.reconcile import reconcile
-from pipe_rules.results import read_result
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.taskstate import read_state
-from pipe_rules.worker import run_worker
-
 from conftest import PYTHON
+
+from pipe_rules.contracts.errors import OwnershipLost
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import claim_and_start, finish, orphan_if_expired
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.reconcile import reconcile
+from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 
 def _first(layout: RunLayout) -> str:

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from pipe_rules.config import parse_campaign
-from pipe_rules.errors import PipeRulesError
-from pipe_rules.planner import DEFAULT_MIN_BATCH_SIZE, plan
-from pipe_rules.spec import TaskSpec
-from pipe_rules.xyz import xyz_dict_from_text
+from pipe_rules.contracts.errors import PipeRulesError
+from pipe_rules.contracts.spec import TaskSpec
+from pipe_rules.contracts.xyz import xyz_dict_from_text
+from pipe_rules.host.planner import DEFAULT_MIN_BATCH_SIZE, plan
+from pipe_rules.inputs.config import parse_campaign
 
 NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,63}$")  # the config schema's run-name pattern
 

@@ -17,29 +17,44 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PYTHON, REPO, pipe_rules_cli, write_config
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
 
-from pipe_rules.claims import TaskPicker
-from pipe_rules.config import RUN_DEFAULTS, load_campaign, parse_campaign
-from pipe_rules.errors import ConfigError, OwnershipLost, PipeRulesError, SpecError
-from pipe_rules.execute import execute
-from pipe_rules.fsio import remove_if_present
-from pipe_rules.ids import check_safe_id
-from pipe_rules.layout import RunLayout
-from pipe_rules.lifecycle import cancel, claim_and_start, finish, orphan_if_expired, release, renew_lease
-from pipe_rules.reconcile import reconcile
-from pipe_rules.results import read_result, write_result
-from pipe_rules.runrecord import read_run
-from pipe_rules.spec import FAMILIES, TaskSpec
-from pipe_rules.staging import manifest_task_ids, stage_run
-from pipe_rules.states import TASK_TRANSITIONS, TERMINAL_TASK_STATES, TaskState
-from pipe_rules.status import run_status
-from pipe_rules.taskstate import read_state
-
-from conftest import PYTHON, REPO, pipe_rules_cli, write_config
+from pipe_rules.contracts.errors import ConfigError, OwnershipLost, PipeRulesError, SpecError
+from pipe_rules.contracts.ids import check_safe_id
+from pipe_rules.contracts.spec import FAMILIES, TaskSpec
+from pipe_rules.execution.execute import execute
+from pipe_rules.inputs.campaign import RUN_DEFAULTS
+from pipe_rules.inputs.config import load_campaign, parse_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.reporting.status import run_status
+from pipe_rules.store.claims import TaskPicker
+from pipe_rules.store.fsio import remove_if_present
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import (
+    cancel,
+    claim_and_start,
+    finish,
+    orphan_if_expired,
+    release,
+    renew_lease,
+)
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.reconcile import reconcile
+from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.states import TASK_TRANSITIONS, TERMINAL_TASK_STATES, TaskState
+from pipe_rules.store.task_files import load_spec, read_result, write_result
+from pipe_rules.store.taskstate import read_state
 
 S = TaskState
 FAST_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
@@ -425,7 +440,7 @@ def test_species_labels_never_place_files_outside_the_run_folder(tmp_path_factor
     owners = set()
     for task_id in manifest_task_ids(layout):
         check_safe_id(task_id, "task_id")
-        owners.add(TaskSpec.load(layout.spec(task_id)).owner_key)
+        owners.add(load_spec(layout.spec(task_id)).owner_key)
     assert owners == set(labels)  # the owner key keeps the label as given, only the id is sanitised
 
 

@@ -4,14 +4,20 @@ match the generator's output, describe every key, and state the defaults the cod
 from __future__ import annotations
 
 import pytest
-
-from pipe_rules.config import RUN_DEFAULTS
-from pipe_rules.config_reference import (END, START, current_block, missing_descriptions, render_reference,
-                                         replace_block, update_file)
-from pipe_rules.errors import PipeRulesError
-from pipe_rules.schemas import schema
-
 from conftest import REPO, pipe_rules_cli
+
+from pipe_rules.cli.config_reference import (
+    END,
+    START,
+    current_block,
+    missing_descriptions,
+    render_reference,
+    replace_block,
+    update_file,
+)
+from pipe_rules.contracts.errors import PipeRulesError
+from pipe_rules.contracts.validation import schema
+from pipe_rules.inputs.campaign import RUN_DEFAULTS
 
 REGENERATE = "pipe-rules config-reference --update README.md"
 
@@ -19,7 +25,7 @@ REGENERATE = "pipe-rules config-reference --update README.md"
 def test_readme_block_matches_the_schema():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert current_block(readme) == render_reference().rstrip("\n"), (
-        f"README's config reference is out of date with pipe_rules/schemas/config.schema.json: run `{REGENERATE}`")
+        f"README's config reference is out of date with pipe_rules/contracts/schemas/config.schema.json: run `{REGENERATE}`")
 
 
 def test_every_key_of_the_schema_is_in_the_reference_with_a_description():

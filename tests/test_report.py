@@ -11,18 +11,17 @@ from collections import defaultdict
 from html.parser import HTMLParser
 
 import pytest
-from matplotlib.image import imread
-
-from pipe_rules.fsio import read_json
-from pipe_rules.layout import RunLayout
-from pipe_rules.report_table import hours
-from pipe_rules.results import read_result
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.taskstate import read_state
-
 from conftest import REPO, pipe_rules_cli
+from matplotlib.image import imread
 from test_cost_status import parse_tables
 from test_families_e2e import SPECIES, config
+
+from pipe_rules.reporting.report_table import hours
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 BUTANE = {"label": "butane", "smiles": "CCCC"}  # anti and gauche: a real conformer spread
 RUNS = [

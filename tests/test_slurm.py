@@ -13,15 +13,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from pipe_rules.fsio import read_json
-from pipe_rules.layout import RunLayout
-from pipe_rules.results import read_result
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.taskstate import read_state
-
 from conftest import PYTHON, REPO, wait_until, write_config
+
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import read_result
+from pipe_rules.store.taskstate import read_state
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # This machine's filesystem is local: no need for the profile's 60 s latency allowance.

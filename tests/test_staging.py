@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 
-from pipe_rules.config import load_campaign
-from pipe_rules.ingest import ingest
-from pipe_rules.layout import RunLayout
-from pipe_rules.runrecord import read_run
-from pipe_rules.staging import load_manifest, manifest_task_ids, stage_run
-from pipe_rules.states import RunState
-from pipe_rules.taskstate import read_state
-from pipe_rules.worker import run_worker
-
 from conftest import h2_species, pipe_rules_cli, write_config
+
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.reporting.ingest import ingest
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids, read_manifest
+from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.states import RunState
+from pipe_rules.store.taskstate import read_state
 
 
 def test_identical_inputs_are_computed_once_and_shared(tmp_path):
@@ -22,7 +23,7 @@ def test_identical_inputs_are_computed_once_and_shared(tmp_path):
     report = stage_run(campaign, "main")
     assert (report.new_tasks, report.duplicates) == (2, 1)
     layout = RunLayout(campaign.run_dir("main"))
-    assert load_manifest(layout)["aliases"] == {
+    assert read_manifest(layout)["aliases"] == {
         "h2_copy_species_sp": {"of": "h2_0_species_sp", "owner_key": "h2_copy", "ingestion_metadata": {}}}
     run_worker(layout.root, install_signals=False)
     records = ingest(layout)
@@ -32,7 +33,7 @@ def test_identical_inputs_are_computed_once_and_shared(tmp_path):
 
 def test_tasks_are_dealt_round_robin_over_shards(staged_run):
     layout = staged_run(7, shards=3)
-    shards = [entry[1] for entry in load_manifest(layout)["tasks"]]
+    shards = [entry[1] for entry in read_manifest(layout)["tasks"]]
     assert shards == ["shard-000", "shard-001", "shard-002"] * 2 + ["shard-000"]
     assert sorted(p.name for p in layout.pending_dir.iterdir()) == ["shard-000", "shard-001", "shard-002"]
     assert len([p for p in layout.pending_shard_dir("shard-000").rglob("*") if p.is_file()]) == 3

@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from pipe_rules.errors import InvalidTransition
-from pipe_rules.states import (
+from pipe_rules.contracts.errors import InvalidTransition
+from pipe_rules.store.states import (
     RUN_TRANSITIONS,
     TASK_TRANSITIONS,
     RunState,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from pipe_rules.lifecycle import cancel, claim_and_start, finish
-from pipe_rules.staging import manifest_task_ids
-from pipe_rules.states import TaskState
-from pipe_rules.status import run_status
-from pipe_rules.worker import run_worker
-
 from conftest import pipe_rules_cli
+
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.reporting.status import run_status
+from pipe_rules.store.lifecycle import cancel, claim_and_start, finish
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.states import TaskState
 
 
 def test_fast_counts_match_exact_counts_in_every_state(staged_run):

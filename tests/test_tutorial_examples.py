@@ -5,15 +5,15 @@ and the smallest one runs end to end exactly as the README says (`pipe-rules run
 from __future__ import annotations
 
 import pytest
-
-from pipe_rules.config import load_campaign
-from pipe_rules.fsio import read_json
-from pipe_rules.layout import RunLayout
-from pipe_rules.schemas import schema
-from pipe_rules.staging import manifest_task_ids, stage_run
-
 from conftest import REPO, pipe_rules_cli
 from test_campaign_e2e import tblite_energy
+
+from pipe_rules.contracts.validation import schema
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import manifest_task_ids
 
 TUTORIAL = REPO / "examples" / "tutorial"
 FILES = sorted(TUTORIAL.glob("*.yaml"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .base import Engine, EngineFailure, EngineResult, FailureClass
+from pipe_rules.engines.base import Engine, EngineFailure, EngineResult, FailureClass
 
 __all__ = ["Engine", "EngineFailure", "EngineResult", "FailureClass", "UnknownEngineError",
            "get_engine", "known_engines"]
 
 # engine name -> module in this package that defines ENGINE
-_MODULES = {"noop": "noop", "tblite": "tblite_engine", "pyscf": "pyscf_engine", "external": "external"}
+_MODULES = {"noop": "noop", "tblite": "tblite.engine", "pyscf": "pyscf_engine", "external": "external"}
 
 
 class UnknownEngineError(ValueError):

@@ -21,8 +21,8 @@ import numpy as np
 from ase.data import atomic_numbers
 from ase.units import Hartree, invcm
 
-from ..xyz import validate_xyz_dict
-from .base import EngineFailure, FailureClass
+from pipe_rules.contracts.xyz import validate_xyz_dict
+from pipe_rules.engines.base import EngineFailure, FailureClass
 
 ESS = FailureClass.ESS
 MIN_DISTANCE_A = 0.5  # no bond is shorter (H2: 0.74 A); closer atoms mean a broken geometry

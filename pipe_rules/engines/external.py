@@ -36,9 +36,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..xyz import xyz_dict_from_atoms
-from .base import EngineFailure, EngineResult, FailureClass, check_request
-from .common import IMAGINARY_THRESHOLD_CM1, check_known_options, frequency_data, number_option, parse_system
+from pipe_rules.contracts.xyz import xyz_dict_from_atoms
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, check_request
+from pipe_rules.engines.common import (
+    IMAGINARY_THRESHOLD_CM1,
+    check_known_options,
+    frequency_data,
+    number_option,
+    parse_system,
+)
 
 ESS, TRANSIENT = FailureClass.ESS, FailureClass.TRANSIENT
 OPTIONS = {"command": None, "input_template": None, "output": None, "stdout": "program.stdout",

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import EngineFailure, FailureClass
+from pipe_rules.engines.base import EngineFailure, FailureClass
 
 _LOG_INI = """[loggers]
 keys=root

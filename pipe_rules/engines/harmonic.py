@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
-from .common import fresh_path
+from pipe_rules.engines.common import fresh_path
 
 FD_STEP_A = 0.01  # ASE's default finite-difference step
 _RANK_TOL = 1e-6  # relative singular value below which a rigid motion is dependent (linear molecules)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .base import EngineFailure, EngineResult, FailureClass, check_request
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, check_request
 
 ALL_FAMILIES = frozenset({"conf_opt", "conf_sp", "ts_guess_batch_method", "ts_opt", "species_sp",
                           "species_freq", "irc", "rotor_scan_1d"})
@@ -30,7 +30,7 @@ class NoopEngine:
 
     def version(self) -> str:
         try:
-            from .. import __version__
+            from pipe_rules import __version__
         except ImportError:
             return "0"
         return str(__version__)

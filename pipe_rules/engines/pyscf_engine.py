@@ -22,11 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from ..xyz import xyz_dict_from_atoms
-from . import geometric_support
-from .base import EngineFailure, EngineResult, FailureClass, check_request
-from .common import (IMAGINARY_THRESHOLD_CM1, check_known_options, frequency_data, number_option, parse_system,
-                     thread_limit)
+from pipe_rules.contracts.xyz import xyz_dict_from_atoms
+from pipe_rules.engines import geometric_support
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, check_request
+from pipe_rules.engines.common import (
+    IMAGINARY_THRESHOLD_CM1,
+    check_known_options,
+    frequency_data,
+    number_option,
+    parse_system,
+    thread_limit,
+)
 
 ESS = FailureClass.ESS
 OPTIONS = {"max_cycle": 100, "conv_tol": 1e-9, "max_steps": 100, "imaginary_threshold_cm1": IMAGINARY_THRESHOLD_CM1}

@@ -1,7 +1,7 @@
 import sys
 from pathlib import Path
 
-from pipe_rules.workflow_support import plan_from_snakemake
+from pipe_rules.host.workflow_support import plan_from_snakemake
 
 # Validates the config against pipe_rules' schema before any rule runs. Relative paths in it are
 # resolved against the --configfile given on the command line, not the default config.yaml.

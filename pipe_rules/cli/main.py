@@ -1,0 +1,265 @@
+"""`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, report, run.
+
+Every PipeRulesError becomes one line on stderr (naming the file and field) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipe_rules.contracts.errors import ConfigError, PipeRulesError
+from pipe_rules.store.layout import RunLayout
+
+
+def _cmd_stage(args) -> int:
+    from pipe_rules.inputs.config import load_campaign
+    from pipe_rules.inputs.staging import stage_run
+
+    campaign = load_campaign(args.config)
+    names = args.run or [r.name for r in campaign.runs if not r.from_run]
+    for name in names:
+        print(stage_run(campaign, name).line())
+    return 0
+
+
+def _cmd_work(args) -> int:
+    from pipe_rules.execution.worker import EXIT_IO_ERROR, EXIT_TERMINATED, run_worker
+    from pipe_rules.store.fsio import atomic_write_json
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    summary = run_worker(Path(args.run_dir), shard=args.shard, linger=not args.no_linger)
+    if args.record:
+        atomic_write_json(Path(args.record), summary.as_dict(), pretty=True)
+    print(f"worker {summary.worker_id}: {summary.completed} completed, {summary.failed} failed, "
+          f"{summary.released} released, {summary.lost} lost ownership ({summary.exit_reason})")
+    for line in summary.errors:
+        print(f"pipe-rules: error: {line}", file=sys.stderr)
+    return {"terminated": EXIT_TERMINATED, "io_error": EXIT_IO_ERROR}.get(summary.exit_reason, 0)
+
+
+def _status_views(status, limit: int) -> list:
+    from rich.text import Text
+
+    from pipe_rules.reporting.report_table import cost_line, owner_table, status_table
+
+    views = [status_table(status.run_id, status.run_state, status.counts)]
+    if status.cost is not None:
+        views.append(Text(cost_line(status.cost)))
+    if status.owners is not None:
+        views.append(owner_table(status.owners, None if limit < 0 else limit))
+    return views
+
+
+def _cmd_status(args) -> int:
+    from pipe_rules.reporting.report_table import print_table
+    from pipe_rules.reporting.status import run_status
+
+    layout = RunLayout(Path(args.run_dir))
+    owners = args.owners != 0
+    if args.watch is not None:
+        from pipe_rules.reporting.progress import watch_status
+
+        if args.json:
+            raise ConfigError("--watch redraws tables; for JSON, call status --json repeatedly", field="--watch")
+
+        return watch_status(layout, args.watch, lambda status: _status_views(status, args.owners),
+                            exact=args.exact, owners=owners)
+    status = run_status(layout, exact=args.exact, owners=owners)
+    if args.json:
+        print(json.dumps(status.as_json()))
+    else:
+        for view in _status_views(status, args.owners):
+            print_table(view)
+        for line in status.unreadable:
+            print(f"unreadable: {line}", file=sys.stderr)
+    return 0
+
+
+def _cmd_results(args) -> int:
+    from pipe_rules.reporting.report_table import print_table, results_table
+    from pipe_rules.store.fsio import read_json
+
+    layout = RunLayout(Path(args.run_dir))
+    records = read_json(layout.records, "ingested results (run 'pipe-rules ingest' first)")
+    if args.json:
+        print(json.dumps(records, indent=1))
+    else:
+        print_table(results_table(records))
+        for fail in records["failed"]:
+            print(f"{fail['status']}: {fail['task_id']} ({fail['failure_class']}: {fail['failure_reason']})")
+    return 0
+
+
+def _cmd_reconcile(args) -> int:
+    from pipe_rules.store.reconcile import reconcile
+
+    report = reconcile(RunLayout(Path(args.run_dir)), sweep_temps=True)
+    counts = ", ".join(f"{k}={v}" for k, v in report.counts.items() if v)
+    print(f"run {report.run_state.value}: {counts}; orphaned {len(report.orphaned)}, salvaged "
+          f"{len(report.salvaged)}, repaired {len(report.repaired)}, removed {len(report.removed_temps)} "
+          "stale temp file(s)")
+    for line in report.unrepairable:
+        print(f"cannot repair: {line}", file=sys.stderr)
+    return 1 if report.unrepairable else 0
+
+
+def _cmd_cancel(args) -> int:
+    from pipe_rules.store.cancel import cancel_run
+
+    cancelled = cancel_run(RunLayout(Path(args.run_dir)))
+    print(f"cancelled {cancelled} task(s); running workers stop at their next ownership check")
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    from pipe_rules.reporting.ingest import ingest
+    from pipe_rules.reporting.report_table import print_table, results_table
+    from pipe_rules.store.reconcile import reconcile
+
+    layout = RunLayout(Path(args.run_dir))
+    counts = reconcile(layout).counts
+    unfinished = counts.get("PENDING") or counts.get("RUNNING") or counts.get("CLAIMED")
+    if unfinished and not args.no_finish:  # a crash can strand a task: a worker here finishes it
+        from pipe_rules.execution.worker import run_worker
+
+        run_worker(layout.root, shard=None, install_signals=False)
+    records = ingest(layout, reconciled=not (unfinished and not args.no_finish))
+    if args.table:
+        print_table(results_table(records))
+    if args.report:
+        from pipe_rules.reporting.report_html import write_report
+
+        print(f"report: {write_report(layout)}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from pipe_rules.reporting.report_html import write_report
+
+    print(write_report(RunLayout(Path(args.run_dir)), Path(args.out) if args.out else None))
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from pipe_rules.host.launch import run_campaign
+
+    return run_campaign(Path(args.config), profile=args.profile, extra=args.snakemake_args,
+                        progress_every=args.progress_every)
+
+
+def _cmd_doctor(args) -> int:
+    from pipe_rules.cli.doctor import FAIL, print_report, run_doctor
+
+    checks = run_doctor(args.profile, args.config)
+    print_report(checks)
+    return 1 if any(check.status == FAIL for check in checks) else 0
+
+
+def _cmd_config_reference(args) -> int:
+    from pipe_rules.cli.config_reference import render_reference, update_file
+
+    if args.update:
+        changed = update_file(Path(args.update))
+        print(f"{args.update}: config reference {'rewritten' if changed else 'already up to date'}")
+    else:
+        print(render_reference(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipe-rules", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stage", help="stage the runs of a campaign config (idempotent)")
+    p.add_argument("config", help="campaign config.yaml")
+    p.add_argument("--run", action="append", help="stage only this run (repeatable)")
+    p.set_defaults(func=_cmd_stage)
+    p = sub.add_parser("work", help="run one worker on a run folder (what a shard job does)")
+    p.add_argument("run_dir")
+    p.add_argument("--shard", help="preferred shard, e.g. shard-000")
+    p.add_argument("--record", help="write the worker summary (JSON) here")
+    p.add_argument("--no-linger", action="store_true", help="exit as soon as the queues are empty")
+    p.set_defaults(func=_cmd_work)
+    for name, func, text in (("status", _cmd_status, "run state and task counts per state"),
+                             ("results", _cmd_results, "the ingested records")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if name == "status":
+            p.add_argument("--exact", action="store_true",
+                           help="read every task's state file instead of counting queue tokens")
+            p.add_argument("--owners", type=int, default=25, metavar="N",
+                           help="rows of the per-owner table (default 25; -1: all; 0: no per-owner "
+                                "counts or CPU-hours, the fastest)")
+            p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                           help="redraw every SECONDS (default 2) until the run ends or Ctrl-C")
+        p.set_defaults(func=func)
+    p = sub.add_parser("reconcile", help="re-queue expired leases, repair queue tokens and corrupt states")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_reconcile)
+    p = sub.add_parser("cancel", help="cancel every task that has not finished")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_cancel)
+    p = sub.add_parser("ingest", help="reconcile, finish stragglers, write results/records.json")
+    p.add_argument("run_dir")
+    p.add_argument("--no-finish", action="store_true", help="do not run leftover PENDING tasks here")
+    p.add_argument("--table", action="store_true", help="print the results table")
+    p.add_argument("--report", action="store_true", help="also write results/report.html")
+    p.set_defaults(func=_cmd_ingest)
+    p = sub.add_parser("report", help="write the HTML report of an ingested run (tables and plots)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="where to write it (default: RUN_DIR/results/report.html)")
+    p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("run", help="run a campaign through snakemake with a profile")
+    p.add_argument("config", nargs="?", default="config.yaml")
+    p.add_argument("--profile", default="local",
+                   help="a profile folder, or the name of one in the project's profiles/ (default: local)")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stdout is not a terminal: print a progress line every SECONDS (0: none); "
+                        "on a terminal, live bars are shown instead")
+    p.set_defaults(func=_cmd_run, snakemake_args=[])
+    p.epilog = "Arguments after '--' go to snakemake unchanged, e.g. pipe-rules run config.yaml -- -n"
+    p = sub.add_parser("doctor", help="check profile, scheduler, engines, config and run folder before submitting")
+    p.add_argument("profile", help="a profile folder, or the name of one in the project's profiles/")
+    p.add_argument("--config", default="config.yaml", help="campaign config (default: config.yaml)")
+    p.set_defaults(func=_cmd_doctor)
+    p = sub.add_parser("config-reference", help="print the config reference (markdown) generated from the schema")
+    p.add_argument("--update", metavar="README", help="rewrite the block between the config-reference markers here")
+    p.set_defaults(func=_cmd_config_reference)
+    return parser
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Everything after the first '--' is for snakemake (argparse cannot put it after an option)."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    own, passthrough = _split_passthrough(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(own)
+    if passthrough:
+        if args.command != "run":
+            parser.error(f"arguments after '--' ({' '.join(passthrough)}) are only for 'pipe-rules run'")
+        args.snakemake_args = passthrough
+    # Run folders must not be writable by other users, whatever the login umask (002 is common);
+    # a stricter umask (077) is kept.
+    os.umask(os.umask(0) | 0o022)
+    try:
+        return args.func(args)
+    except PipeRulesError as exc:
+        print(f"pipe-rules: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""Python API for host programs (ARC): create a run, launch it without blocking, poll, cancel, collect.
+
+Everything is on disk under one project folder, so a host that restarts re-attaches from there:
+
+    <project>/<run name>/config.yaml    the campaign config of this one run (what snakemake reads)
+                         tasks.json     ready TaskSpecs (runs created from specs: `tasks_file`)
+                         handle.json    RunHandle: launcher pid, its start time, command, log
+                         launcher.log   snakemake's output, appended at every launch
+                         launcher.exit  snakemake's exit status, once it has exited (not if killed)
+                         launch.lock    held while launching, so two hosts start one launcher
+                         runs/<campaign>/<run name>/   the run folder (state on disk is the truth)
+
+The launcher is `snakemake --profile ...` as a detached subprocess in its own session (profiles are
+read by the snakemake command only; see DESIGN.md), started in the run's own folder so each run has
+its own `.snakemake` metadata and lock. Launching a run whose launcher died resumes it: staging is
+idempotent and workers skip finished tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipe_rules.contracts.errors import ConfigError, PipeRulesError, SpecError
+from pipe_rules.contracts.ids import check_safe_id
+from pipe_rules.contracts.spec import TaskSpec
+from pipe_rules.host.launch import snakemake_command
+from pipe_rules.inputs.arc_input import ArcSpecies, parse_arc_species
+from pipe_rules.inputs.config import load_campaign, parse_campaign
+from pipe_rules.inputs.staging import check_engine
+from pipe_rules.reporting.ingest import ingest
+from pipe_rules.reporting.status import run_status
+from pipe_rules.store.cancel import cancel_run
+from pipe_rules.store.fsio import atomic_write_json, atomic_write_text, read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.locks import locked
+from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.states import TERMINAL_RUN_STATES, RunState
+
+HANDLE_SCHEMA_VERSION = 1
+TERMINAL = frozenset(s.value for s in TERMINAL_RUN_STATES)
+# The launcher: a shell that runs snakemake and records its exit status. Its no-op trap keeps it
+# alive through SIGINT/SIGTERM until snakemake has stopped (a caught signal is reset in the child,
+# so snakemake still gets them), so "launcher alive" means "snakemake alive".
+_WRAPPER = 'trap : INT TERM; "$@"; echo $? > "$0"'
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """What a host needs to find a run again after a restart (stored as handle.json)."""
+    name: str
+    home: str  # <project>/<name>: config, handle, launcher log, snakemake metadata
+    config: str
+    run_dir: str
+    pid: int | None = None  # the launcher (snakemake); its process group has the same id
+    start_ticks: int | None = None  # the pid's start time (/proc), so a recycled pid is not taken for it
+    command: tuple[str, ...] = ()
+    profile: str | None = None
+    log: str = ""
+    launches: int = 0
+    launched_at: float | None = None
+    created_at: float = field(default_factory=time.time)
+    schema_version: int = HANDLE_SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class RunPoll:
+    name: str
+    run_state: str  # CREATED until staged, then the run's state (reporting.status)
+    counts: dict[str, int]  # tasks per state
+    launcher_alive: bool
+    launcher_exit: int | None = None  # exit status of the last launch; None while it runs or if it was killed
+
+    @property
+    def done(self) -> bool:
+        """Every task ended and snakemake has exited: collect() may be called."""
+        return self.run_state in TERMINAL and not self.launcher_alive
+
+    @property
+    def needs_launch(self) -> bool:
+        """The launcher is gone but work is left: launch() resumes the run."""
+        return self.run_state not in TERMINAL and not self.launcher_alive
+
+
+@dataclass(frozen=True)
+class ConformerRecord:
+    conformer_index: int | None
+    task_id: str
+    status: str
+    converged: bool
+    energy_hartree: float | None
+    geometry: dict[str, Any] | None  # ARC xyz dict
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    """One species (or reaction) of the run; `fields` holds every field ingestion set, as ARC names them."""
+    label: str
+    owner_type: str
+    charge: int | None
+    multiplicity: int | None
+    energy_hartree: float | None  # e_elect_hartree, else the lowest conformer's energy
+    geometry: dict[str, Any] | None  # most_stable_xyz (conformer families)
+    conformers: tuple[ConformerRecord, ...]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    task_id: str
+    owner_key: str
+    status: str
+    attempt_index: int
+    failure_class: str | None
+    failure_reason: str | None
+    engine_message: str | None
+
+
+@dataclass(frozen=True)
+class RunResults:
+    name: str
+    run_id: str
+    run_state: str
+    family: str
+    engine: str
+    level: str
+    task_counts: dict[str, int]
+    owners: dict[str, OwnerRecord]
+    failed: tuple[FailedTask, ...]
+    records_path: str
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (None where there is no /proc)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # a launcher this process started stays a zombie until reaped
+    except ChildProcessError:
+        pass
+
+
+class PipeAPI:
+    """Runs of one project folder. Any number of these objects (in any process) see the same runs."""
+
+    def __init__(self, project: Path | str):
+        self.project = Path(project).resolve()
+        self._launched: dict[str, subprocess.Popen] = {}
+
+    # -- create -----------------------------------------------------------------------------------
+    def create_run(self, name: str, *, tasks: list[TaskSpec | dict] | None = None,
+                   species: list[ArcSpecies | dict] | None = None, family: str | None = None,
+                   engine: str | None = None, level: str | None = None, campaign: str = "arc",
+                   **settings: Any) -> RunHandle:
+        """A run from ready TaskSpecs (one kind: see pipe_rules.api.plan) or from ARC species records
+        (label, smiles or xyz, charge, multiplicity) plus family/engine/level. `settings` are run
+        settings of the campaign config (shards, lease_s, n_conformers, options...). Creating the same
+        run again returns its handle; a different input under the same name is refused."""
+        check_safe_id(name, "name")
+        home = self.project / name
+        for what, value in (("family", family), ("engine", engine), ("level", level)):
+            if value is not None:
+                settings[what] = value
+        run: dict[str, Any] = {"name": name, **settings}
+        config: dict[str, Any] = {"campaign": campaign, "run_root": str(home / "runs"), "runs": [run]}
+        tasks_text = None
+        if (tasks is None) == (species is None):
+            raise ConfigError("give either tasks (TaskSpecs) or species (ARC species records)", field="create_run")
+        if tasks is not None:
+            specs = _homogeneous(tasks)
+            key = specs[0].homogeneity_key
+            for what, value in key.items():
+                if run.get(what, value) != value:
+                    raise ConfigError(f"{run[what]!r} but the tasks have {value!r}", field=what)
+            run.update(key, tasks_file="tasks.json")
+            tasks_text = _json_text([s.as_dict() for s in specs])
+        else:
+            if family is None:
+                raise ConfigError("runs from species need a family (e.g. conf_opt, species_sp)", field="family")
+            records = [s.as_species_dict() if isinstance(s, ArcSpecies) else s for s in species]
+            config["species"] = [s.as_species_dict() for s in parse_arc_species(records)]
+            run.setdefault("engine", "tblite")
+            run.setdefault("level", "GFN2-xTB")
+        config_path = home / "config.yaml"
+        parsed = parse_campaign(config, config_path, base_dir=home)  # one-line errors before any write
+        check_engine(parsed, parsed.runs[0])
+        config_text = yaml.safe_dump(config, sort_keys=False)
+        handle_path = home / "handle.json"
+        if handle_path.exists():
+            same = config_path.read_text() == config_text and (
+                tasks_text is None or (home / "tasks.json").read_text() == tasks_text)
+            if not same:
+                raise ConfigError(f"run {name!r} already exists with a different input; use a new name",
+                                  path=config_path)
+            return self.handle(name)
+        home.mkdir(parents=True, exist_ok=True)
+        if tasks_text is not None:
+            atomic_write_text(home / "tasks.json", tasks_text)
+        atomic_write_text(config_path, config_text)
+        handle = RunHandle(name=name, home=str(home), config=str(config_path),
+                           run_dir=str(parsed.run_dir(name)), log=str(home / "launcher.log"))
+        self._save(handle)
+        return handle
+
+    # -- find -------------------------------------------------------------------------------------
+    def handle(self, name: str | RunHandle) -> RunHandle:
+        name = name.name if isinstance(name, RunHandle) else name
+        path = self.project / check_safe_id(name, "name") / "handle.json"
+        data = read_json(path, f"handle of run {name!r}")
+        if not isinstance(data, dict):
+            raise ConfigError("is not a run handle (a JSON object)", path=path)
+        try:
+            return RunHandle(**{**data, "command": tuple(data.get("command", ()))})
+        except TypeError as exc:
+            raise ConfigError(f"is not a run handle ({exc})", path=path) from None
+
+    def handles(self) -> list[RunHandle]:
+        """Every run created in this project, from the handle files on disk."""
+        return [self.handle(p.parent.name) for p in sorted(self.project.glob("*/handle.json"))]
+
+    def in_flight(self) -> list[RunHandle]:
+        """Runs not done yet (launched or not): poll, launch (resume), cancel or collect them."""
+        return [h for h in self.handles() if not self.poll(h).done]
+
+    # -- launch -----------------------------------------------------------------------------------
+    def launch(self, name: str | RunHandle, profile: str | Path = "local", extra: list[str] | None = None) -> RunHandle:
+        """Start snakemake on the run with `profile` and return at once. A run whose launcher died
+        resumes: only missing work runs."""
+        home = Path(self.handle(name).home)
+        with locked(home / "launch.lock", "flock"):  # two hosts launching at once start one launcher
+            return self._launch(self.handle(name), profile, extra)
+
+    def _launch(self, handle: RunHandle, profile: str | Path, extra: list[str] | None) -> RunHandle:
+        if self.launcher_alive(handle):
+            raise PipeRulesError(f"run {handle.name!r} is running (launcher pid {handle.pid}): poll or cancel it",
+                                 path=Path(handle.home) / "handle.json")
+        layout = RunLayout(Path(handle.run_dir))
+        if layout.run_json.exists() and read_run(layout).state is RunState.CANCELLED:
+            raise PipeRulesError(f"run {handle.name!r} was cancelled; create a new run to compute it again",
+                                 path=layout.run_json)
+        load_campaign(handle.config)  # fail fast with one line, before snakemake starts
+        home = Path(handle.home)
+        exit_file = home / "launcher.exit"
+        exit_file.unlink(missing_ok=True)
+        with open(handle.log, "a", encoding="utf-8") as log:
+            if any((home / ".snakemake" / "locks").glob("*")):  # left by a launcher that was killed
+                log.write("pipe_rules.api: removing the lock of a launcher that is gone\n")
+                log.flush()
+                subprocess.run(snakemake_command(Path(handle.config), profile, ["--unlock"]), cwd=home,
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)
+            command = snakemake_command(Path(handle.config), profile, extra)
+            log.write(f"pipe_rules.api: launch {handle.launches + 1} at {time.ctime()}: {' '.join(command)}\n")
+            log.flush()
+            proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, str(exit_file), *command], cwd=home,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self._launched[handle.name] = proc
+        handle = replace(handle, pid=proc.pid, start_ticks=_start_ticks(proc.pid), command=tuple(command),
+                         profile=str(profile), launches=handle.launches + 1, launched_at=time.time())
+        self._save(handle)
+        return handle
+
+    def launcher_alive(self, name: str | RunHandle) -> bool:
+        handle = self.handle(name)
+        if handle.pid is None:
+            return False
+        proc = self._launched.get(handle.name)
+        if proc is not None and proc.pid == handle.pid:
+            return proc.poll() is None
+        _reap(handle.pid)
+        try:
+            stat = Path(f"/proc/{handle.pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        except OSError:  # no /proc: ask the kernel
+            try:
+                os.kill(handle.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return False
+        return handle.start_ticks is None or int(fields[19]) == handle.start_ticks
+
+    # -- poll, cancel, collect ------------------------------------------------------------------------
+    def poll(self, name: str | RunHandle) -> RunPoll:
+        handle = self.handle(name)
+        alive = self.launcher_alive(handle)
+        layout = RunLayout(Path(handle.run_dir))
+        exit_file = Path(handle.home) / "launcher.exit"
+        code = None
+        if not alive and exit_file.exists():
+            text = exit_file.read_text().strip()
+            code = int(text) if text.lstrip("-").isdigit() else None
+        if not layout.run_json.exists() or read_run(layout).state is RunState.CREATED:
+            return RunPoll(handle.name, RunState.CREATED.value, {}, alive, code)  # staging not finished
+        status = run_status(layout)
+        return RunPoll(handle.name, status.run_state, status.counts, alive, code)
+
+    def cancel(self, name: str | RunHandle, grace_s: float = 30.0) -> int:
+        """Stop the launcher (SIGINT, then SIGTERM, then SIGKILL, each after `grace_s`), then cancel
+        every unfinished task. Results already written stay. Returns the number of tasks cancelled."""
+        handle = self.handle(name)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if not self.launcher_alive(handle):
+                break
+            try:
+                os.killpg(handle.pid, sig)  # the launcher leads its own group: its shard workers too
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace_s
+            while self.launcher_alive(handle) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        layout = RunLayout(Path(handle.run_dir))
+        return cancel_run(layout, by="pipe_rules.api") if layout.run_json.exists() else 0
+
+    def collect(self, name: str | RunHandle) -> RunResults:
+        """The run's ingested records as typed results; only once every task ended and snakemake exited."""
+        handle = self.handle(name)
+        polled = self.poll(handle)
+        if not polled.done:
+            left = ", ".join(f"{n} {s}" for s, n in polled.counts.items() if n) or "not staged yet"
+            hint = "wait for it" if polled.launcher_alive else "launch() resumes it"
+            raise PipeRulesError(f"run {handle.name!r} is not finished ({polled.run_state}: {left}); {hint}",
+                                 path=handle.run_dir)
+        layout = RunLayout(Path(handle.run_dir))
+        records = read_json(layout.records, "ingested results") if layout.records.exists() else None
+        if (records is None or records.get("run_state") != polled.run_state
+                or sum(records.get("task_counts", {}).values()) < sum(polled.counts.values())):
+            layout.results_dir.mkdir(exist_ok=True)  # snakemake removes empty output folders of jobs it never ran
+            records = ingest(layout)  # e.g. cancelled, or the launcher died before ingesting
+        return _results(handle.name, records, layout)
+
+    def _save(self, handle: RunHandle) -> None:
+        atomic_write_json(Path(handle.home) / "handle.json", asdict(handle), pretty=True)
+
+
+def _json_text(data: Any) -> str:
+    import json
+    return json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
+
+
+def _homogeneous(tasks: list[TaskSpec | dict]) -> list[TaskSpec]:
+    """Validated specs, all of one kind (family, engine, level, resources) and with unique ids."""
+    if not tasks:
+        raise ConfigError("no tasks given", field="tasks")
+    specs = []
+    for index, task in enumerate(tasks):
+        try:
+            specs.append(task if isinstance(task, TaskSpec) else TaskSpec.from_dict(task))
+        except SpecError as exc:
+            where = f"tasks.{index}.{exc.field}" if exc.field else f"tasks.{index}"
+            raise ConfigError(exc.message, field=where) from None
+    key, seen = specs[0].homogeneity_key, set()
+    for index, spec in enumerate(specs):
+        for what, value in spec.homogeneity_key.items():
+            if value != key[what]:
+                raise ConfigError(f"{value!r} but tasks.0 has {key[what]!r}: one run holds one kind of task "
+                                  "(group them with pipe_rules.api.plan)", field=f"tasks.{index}.{what}")
+        if spec.task_id in seen:
+            raise ConfigError(f"task id {spec.task_id!r} is given twice", field=f"tasks.{index}.task_id")
+        seen.add(spec.task_id)
+    return specs
+
+
+def _results(name: str, records: dict[str, Any], layout: RunLayout) -> RunResults:
+    owners = {}
+    for label, owner in records["owners"].items():
+        conformers = tuple(ConformerRecord(c.get("conformer_index"), c["task_id"], c["status"], bool(c["converged"]),
+                                           c.get("energy_hartree"), c.get("geometry"))
+                           for c in owner.get("conformers", ()))
+        energies = [c.energy_hartree for c in conformers if c.energy_hartree is not None]
+        energy = owner.get("e_elect_hartree", min(energies) if energies else None)
+        owners[label] = OwnerRecord(label, owner["owner_type"], owner.get("charge"), owner.get("multiplicity"),
+                                    energy, owner.get("most_stable_xyz"), conformers, owner)
+    failed = tuple(FailedTask(f["task_id"], f["owner_key"], f["status"], f["attempt_index"], f.get("failure_class"),
+                              f.get("failure_reason"), f.get("engine_message")) for f in records["failed"])
+    return RunResults(name, records["run_id"], records["run_state"], records["family"], records["engine"],
+                      records["level"], dict(records["task_counts"]), owners, failed, str(layout.records))

@@ -1,0 +1,104 @@
+"""Run a campaign through Snakemake as a subprocess (profiles are read by the CLI only), show its
+progress while it works, then show results.
+
+On a terminal, Snakemake's output is relayed line by line above live progress bars (one per run);
+elsewhere Snakemake writes straight to our stdout/stderr as before and plain progress lines are
+printed every `progress_every` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from pipe_rules.contracts.errors import ConfigError
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.reporting.progress import CampaignProgress
+from pipe_rules.reporting.report_table import print_table, results_table
+from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+
+PROJECT = Path(__file__).resolve().parents[2]  # the checkout: workflow/ and profiles/ sit beside pipe_rules/
+WORKFLOW = PROJECT / "workflow" / "Snakefile"
+INTERRUPT_GRACE_S = 30.0  # how long Snakemake may take to stop its jobs after Ctrl-C
+
+
+def resolve_profile(profile: str | Path) -> Path:
+    """A profile path as given, or a name from the project's profiles/ folder."""
+    given = Path(profile)
+    if given.is_dir():
+        return given
+    bundled = PROJECT / "profiles" / str(profile)
+    if bundled.is_dir():
+        return bundled
+    raise ConfigError(f"no profile folder {profile!r} here or in {PROJECT / 'profiles'}", field="--profile")
+
+
+def snakemake_command(config: Path, profile: str | Path, extra: list[str] | None = None) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(WORKFLOW), "--configfile", str(config),
+            "--profile", str(resolve_profile(profile)), *(extra or [])]
+
+
+def _relayed(command: list[str], console: Console) -> int:
+    """Run Snakemake with its output printed through `console` (above the live bars)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", bufsize=1, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            console.print(Text(line.rstrip("\n")), highlight=False, soft_wrap=True)
+        return proc.wait()
+    except KeyboardInterrupt:
+        _finish_after_interrupt(proc, console)
+        raise
+
+
+def _inherited(command: list[str]) -> int:
+    proc = subprocess.Popen(command)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        _finish_after_interrupt(proc)
+        raise
+
+
+def _finish_after_interrupt(proc: subprocess.Popen, console: Console | None = None) -> None:
+    """Snakemake got the SIGINT too: let it stop its jobs (printing the rest of its output), then kill it."""
+    try:
+        rest, _ = proc.communicate(timeout=INTERRUPT_GRACE_S)
+        if rest and console is not None:
+            console.print(Text(rest.rstrip("\n")), highlight=False, soft_wrap=True)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        proc.wait()
+
+
+def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] | None = None,
+                 progress_every: float = 30.0, tty: bool | None = None) -> int:
+    """`progress_every`: seconds between plain progress lines when stdout is not a terminal (0: none).
+    `tty`: force the terminal display on or off (default: whether stdout is a terminal)."""
+    campaign = load_campaign(config)  # fail fast, with one line, before Snakemake starts
+    command = snakemake_command(config, profile, extra)
+    print("running:", " ".join(command), flush=True)
+    tty = sys.stdout.isatty() if tty is None else tty
+    console = Console(force_terminal=True) if tty else Console()
+    runs = [(run.name, RunLayout(campaign.run_dir(run.name))) for run in campaign.runs]
+    started = time.perf_counter()
+    with CampaignProgress(runs, console, tty=tty, every=progress_every):
+        code = _relayed(command, console) if tty else _inherited(command)
+    elapsed = time.perf_counter() - started
+    for _, layout in runs:
+        if layout.records.exists():
+            print_table(results_table(read_json(layout.records, "ingested results")))
+        report = layout.results_dir / "report.html"
+        if report.exists():
+            print(f"report: {report}")
+    print(f"campaign {campaign.name}: snakemake exited {code} after {elapsed:.1f} s")
+    return code

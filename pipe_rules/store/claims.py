@@ -1,0 +1,123 @@
+"""O(1) claims: take a task by moving its queue token to the in-flight folder, then confirm with a locked CAS.
+
+Each shard has a folder of empty token files, one per PENDING task. A worker lists its own
+shard's folder once and then tries tokens in order: `rename` of a token into queue/inflight/
+succeeds for exactly one process (the others find it gone), so the listing is amortised over the
+tasks it yields and no claim ever reads other tasks' state files; one rename also replaces an
+unlink plus the create of the in-flight marker, and creating files is what costs on shared
+filesystems. When its shard is empty the worker steals from the others, starting from the far
+end of their listing to stay out of the owner's way. The state CAS after the rename is the real
+guard: two workers can never both own a task, even if an NFS retry makes a rename look lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from typing import Iterator
+
+from pipe_rules.contracts.errors import StateError
+from pipe_rules.store.fsio import remove_if_present, touch_new
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import Claim, claim_and_start
+
+RECHECK_S = 2.0
+
+
+class TaskPicker:
+    def __init__(self, layout: RunLayout, own_shard: str | None, lock_mode: str, worker_id: str, lease_s: float):
+        self.layout = layout
+        self.own_shard = own_shard
+        self.lock_mode = lock_mode
+        self.worker_id = worker_id
+        self.lease_s = lease_s
+        self._cache: dict[str, deque[str]] = {}
+        self._buckets: dict[str, deque[str]] = {}
+        self._empty_at: dict[str, float] = {}
+
+    def _shard_order(self) -> list[str]:
+        try:
+            shards = sorted(os.listdir(self.layout.pending_dir))
+        except FileNotFoundError:
+            return []
+        if self.own_shard in shards:
+            at = shards.index(self.own_shard)
+            shards = shards[at:] + shards[:at]
+        return shards
+
+    def _candidates(self, shard: str) -> Iterator[str]:
+        """Yield token names bucket by bucket (tokens sit in up to 256 bucket folders per shard, so no
+        folder grows huge). Each bucket is listed when reached and dropped once it lists empty; the
+        shard folder is listed again only after a pass over all its buckets, so a drain lists each
+        folder about once instead of re-scanning empty buckets for every claim."""
+        tokens = self._cache.setdefault(shard, deque())
+        buckets = self._buckets.setdefault(shard, deque())
+        root = self.layout.pending_shard_dir(shard)
+        relisted = False
+        while True:
+            while tokens:
+                yield tokens.popleft()
+            if not buckets:
+                if relisted:
+                    return
+                try:
+                    buckets.extend(sorted(os.listdir(root), reverse=shard != self.own_shard))
+                except FileNotFoundError:
+                    return
+                relisted = True
+                continue
+            try:
+                names = sorted(os.listdir(root / buckets[0]), reverse=shard != self.own_shard)
+            except FileNotFoundError:
+                names = []
+            if names:
+                tokens.extend(names)
+            else:
+                buckets.popleft()
+
+    def next_claim(self) -> Claim | None:
+        """Claim the next PENDING task, own shard first; None when every queue is empty.
+
+        A shard found empty is skipped for RECHECK_S seconds (re-queued retries land in it rarely);
+        before giving up, every shard is listed afresh once."""
+        now = time.monotonic()
+        fresh = [s for s in self._shard_order() if now - self._empty_at.get(s, -RECHECK_S) >= RECHECK_S]
+        claim = self._claim_from(fresh)
+        if claim is None:
+            self._empty_at.clear()
+            claim = self._claim_from(self._shard_order())
+        return claim
+
+    def _claim_from(self, shards: list[str]) -> Claim | None:
+        for shard in shards:
+            for task_id in self._candidates(shard):
+                token = self.layout.pending_token(shard, task_id)
+                if not _take(token, self.layout.inflight_token(task_id)):
+                    continue  # another worker took it
+                try:
+                    claim = claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s,
+                                            inflight_placed=True)
+                except OSError:
+                    touch_new(token)  # still PENDING: put it back for another worker, then report
+                    remove_if_present(self.layout.inflight_token(task_id))
+                    raise
+                except StateError:  # unreadable state: leave the token out until `reconcile` repairs it
+                    remove_if_present(self.layout.inflight_token(task_id))
+                    raise
+                if claim is not None:
+                    return claim
+            self._empty_at[shard] = time.monotonic()
+        return None
+
+
+def _take(token, inflight) -> bool:
+    """Move a pending token to the in-flight folder; False if another worker moved it first."""
+    try:
+        os.rename(token, inflight)
+        return True
+    except FileNotFoundError:
+        if inflight.parent.is_dir():
+            return False
+    inflight.parent.mkdir(parents=True, exist_ok=True)  # queue/inflight/ removed by hand: make it again
+    return _take(token, inflight)

@@ -1,0 +1,146 @@
+"""Small file primitives that stay correct on shared filesystems.
+
+Readers never take locks, so every file another process may read is written to a unique temp
+name in the same folder and renamed over the target: a reader sees the old or the new file, never
+half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+from pipe_rules.contracts.errors import StateError
+
+_HOST = socket.gethostname()
+
+
+def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
+    """Write `text` to `path` by temp file + rename; the temp name is unique per host and process."""
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, data: Any, fsync: bool = False, pretty: bool = False) -> None:
+    """Compact by default: `indent` makes json fall back to its slow pure-Python encoder, and
+    state files are rewritten several times per task. Files people read are written pretty."""
+    text = json.dumps(data, indent=1, sort_keys=True) if pretty else json.dumps(data, separators=(",", ":"))
+    atomic_write_text(path, text + "\n", fsync=fsync)
+
+
+def write_new_json(path: Path, data: Any) -> bool:
+    """Create `path` only if it does not exist yet; return True if this call created it.
+
+    The content goes to a temp file first and is then hard-linked to `path`: link fails if the
+    name exists (atomic also over NFS, unlike O_EXCL on old clients), and readers never see a half
+    file. Concurrent creators: exactly one wins, the others leave the winner's file alone."""
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, separators=(",", ":")) + "\n")
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
+    """Read a JSON file, turning a missing, truncated or corrupt file into one clear StateError.
+
+    `repair_hint` is appended to corruption errors: only say that something repairs a file if it does."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StateError(f"{what} is missing", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{what} is corrupt (not UTF-8 text at byte {exc.start}){repair_hint}", path=path) from None
+    except OSError as exc:
+        raise StateError(f"cannot read {what}: {exc.strerror}", path=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{what} is corrupt or truncated (invalid JSON at line {exc.lineno} column {exc.colno}){repair_hint}",
+            path=path,
+        ) from None
+
+
+def touch_new(path: Path) -> bool:
+    """Create an empty marker file; return False if it already existed."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def remove_if_present(path: Path) -> bool:
+    """Unlink `path`; return True if this call removed it (the atomic 'take' of a queue token)."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+# Temp files of the writers above: `.<target>.<host>.<pid>.tmp` (atomic_write_text) and
+# `.<target>.<host>.<pid>.new` (write_new_json). A writer killed between open and rename leaves one.
+# Only JSON targets are recognised (all a run folder holds), so an engine's own temp files in an
+# attempt folder never match.
+_TEMP_NAME = re.compile(r"^\.(?P<target>[^/]+?\.json)\.(?P<host>[^/]+)\.(?P<pid>\d+)\.(?:tmp|new)$")
+DEAD_WRITER_GRACE_S = 10.0  # a temp file lives for milliseconds; give a dead writer's file this long anyway
+STALE_TEMP_AGE_S = 3600.0  # a temp file of another host (or a pid we cannot judge) is stale only this old
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def stale_temp_reason(path: Path, now: float) -> str | None:
+    """Why the temp file at `path` is safe to delete, or None if it is not one of ours or may be live.
+
+    Stale means: written on this host by a process that no longer exists (and at least
+    DEAD_WRITER_GRACE_S old), or older than STALE_TEMP_AGE_S whoever wrote it. A live writer's
+    file is never stale: its pid exists, and its file is far younger than an hour."""
+    match = _TEMP_NAME.match(path.name)
+    if not match:
+        return None
+    try:
+        age = now - path.lstat().st_mtime
+    except FileNotFoundError:
+        return None
+    pid = int(match["pid"])
+    mine = match["host"] == _HOST and pid != os.getpid()
+    if mine and age >= DEAD_WRITER_GRACE_S and not _pid_alive(pid):
+        return f"writer pid {pid} on this host is gone"
+    if age >= STALE_TEMP_AGE_S:
+        return f"{age / 3600:.1f} h old"
+    return None

@@ -1,0 +1,136 @@
+"""Where everything of a run lives on disk; the only module that builds paths inside a run folder.
+
+Task folders are spread over 256 buckets so no folder holds more than a few thousand entries
+even at 100,000 tasks (shared filesystems slow down on huge directories).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from pipe_rules.contracts.ids import check_safe_id
+
+
+def bucket_of(task_id: str) -> str:
+    return hashlib.sha1(task_id.encode()).hexdigest()[:2]
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:03d}"
+
+
+@lru_cache(maxsize=4096)
+def _task_dir(root: Path, task_id: str) -> Path:
+    """Cached: a worker asks for the same task's paths a dozen times while running it."""
+    check_safe_id(task_id, "task_id")
+    return root / "tasks" / bucket_of(task_id) / task_id
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def run_lock(self) -> Path:
+        return self.root / "run.lock"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def manifest_lock(self) -> Path:
+        """Held only while a stager merges its tasks into manifest.json (milliseconds)."""
+        return self.root / "locks" / "manifest.lock"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.root / "tasks"
+
+    def task_dir(self, task_id: str) -> Path:
+        return _task_dir(self.root, task_id)
+
+    def _checked_bucket(self, task_id: str) -> str:
+        """The id's bucket, after the same (cached) safety check as its task folder."""
+        return self.task_dir(task_id).parent.name
+
+    def spec(self, task_id: str) -> Path:
+        return self.task_dir(task_id) / "spec.json"
+
+    def state(self, task_id: str) -> Path:
+        return self.task_dir(task_id) / "state.json"
+
+    def state_lock(self, task_id: str) -> Path:
+        """One lock per bucket, not per task: creating a lock file per task cost as much as a
+        state write, and critical sections last well under a millisecond."""
+        return self.root / "locks" / f"{bucket_of(task_id)}.lock"
+
+    def attempt_dir(self, task_id: str, attempt_index: int) -> Path:
+        return self.task_dir(task_id) / "attempts" / str(attempt_index)
+
+    def result(self, task_id: str, attempt_index: int) -> Path:
+        return self.attempt_dir(task_id, attempt_index) / "result.json"
+
+    @property
+    def pending_dir(self) -> Path:
+        return self.root / "queue" / "pending"
+
+    def pending_shard_dir(self, shard: str) -> Path:
+        return self.pending_dir / shard
+
+    def pending_token(self, shard: str, task_id: str) -> Path:
+        check_safe_id(shard, "shard")
+        return self.pending_dir / shard / self._checked_bucket(task_id) / task_id
+
+    @property
+    def ended_dir(self) -> Path:
+        return self.root / "queue" / "ended"
+
+    def ended_token(self, state: str, task_id: str) -> Path:
+        """Marks a task that ended without COMPLETED, so `status` can count states without
+        reading every state file (completed = staged - pending - in flight - ended)."""
+        return self.ended_dir / state / self._checked_bucket(task_id) / task_id
+
+    @property
+    def inflight_dir(self) -> Path:
+        return self.root / "queue" / "inflight"
+
+    def inflight_token(self, task_id: str) -> Path:
+        self._checked_bucket(task_id)
+        return self.inflight_dir / task_id
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.root / "shards"
+
+    def shard_record(self, shard: str) -> Path:
+        return self.shards_dir / f"{shard}.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def records(self) -> Path:
+        return self.results_dir / "records.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def iter_task_ids(self):
+        """Every staged task id, from the folders (used by reconcile/status, never by claims)."""
+        if not self.tasks_dir.is_dir():
+            return
+        for bucket in sorted(self.tasks_dir.iterdir()):
+            if bucket.is_dir():
+                for task in sorted(bucket.iterdir()):
+                    if task.is_dir():
+                        yield task.name

@@ -1,0 +1,194 @@
+"""Bring a run's files back in line: expired leases, lost queue tokens, corrupt state files, run state.
+
+Workers call the cheap part (`orphan_expired_inflight`, over the in-flight folder only) while they
+linger; `reconcile` scans the whole run and is what `pipe-rules reconcile` and ingestion run.
+`pipe-rules reconcile` also sweeps temp files left by killed writers (`sweep_temps`): readers
+ignore them, so ingestion skips that walk over every task folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipe_rules.contracts.errors import StateError
+from pipe_rules.store.fsio import atomic_write_json, read_json, remove_if_present, stale_temp_reason
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens
+from pipe_rules.store.runrecord import RunRecord, read_run, update_run
+from pipe_rules.store.states import (
+    IN_FLIGHT_TASK_STATES,
+    TERMINAL_RUN_STATES,
+    RunState,
+    TaskState,
+    run_state_from_counts,
+)
+from pipe_rules.store.taskstate import TaskStateRecord, read_state
+
+
+@dataclass
+class ReconcileReport:
+    run_state: RunState
+    counts: dict[str, int]
+    orphaned: list[str] = field(default_factory=list)
+    salvaged: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    unrepairable: list[str] = field(default_factory=list)
+    removed_temps: list[str] = field(default_factory=list)  # "path: why it was stale"
+
+
+def _has_completed_result(layout: RunLayout, task_id: str, attempt: int) -> bool:
+    path = layout.result(task_id, attempt)
+    try:
+        return read_json(path, "task result").get("status") == "COMPLETED"
+    except (StateError, AttributeError):
+        return False
+
+
+def _expire(layout: RunLayout, run: RunRecord, task_id: str, now: float) -> TaskStateRecord | None:
+    state = read_state(layout, task_id)
+    if state.status not in IN_FLIGHT_TASK_STATES or state.lease_expires_at + run.clock_skew_s > now:
+        return None
+    salvage = _has_completed_result(layout, task_id, state.attempt_index)
+    return orphan_if_expired(layout, task_id, run.lock_mode, now, run.clock_skew_s, salvage)
+
+
+def orphan_expired_inflight(layout: RunLayout, run: RunRecord, inflight: list[str]) -> int:
+    """Re-queue in-flight tasks whose lease expired; return how many changed."""
+    changed = 0
+    now = time.time()
+    for task_id in inflight:
+        try:
+            if _expire(layout, run, task_id, now) is not None:
+                changed += 1
+        except StateError:
+            continue  # reported by the full reconcile
+    return changed
+
+
+def _result_outcome(layout: RunLayout, task_id: str, attempt: int) -> str | None:
+    try:
+        return read_json(layout.result(task_id, attempt), "task result").get("outcome")
+    except (StateError, AttributeError):
+        return None
+
+
+def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) -> TaskStateRecord:
+    """Replace a corrupt state.json from what is still on disk, never re-opening an ended task:
+    a COMPLETED result of any attempt wins, then a CANCELLED/FAILED_* marker, then the newest
+    attempt's own terminal outcome (FAILED_ESS, FAILED_TERMINAL); otherwise the task is PENDING
+    at the next attempt."""
+    attempts_dir = layout.task_dir(task_id) / "attempts"
+    attempts = sorted((int(p) for p in os.listdir(attempts_dir) if p.isdigit()), reverse=True) \
+        if attempts_dir.is_dir() else []
+    record = TaskStateRecord(task_id=task_id, shard=shard, max_attempts=run.max_attempts)
+    record.attempt_index = min(attempts[0] if attempts else 0, run.max_attempts - 1)
+    now = time.time()
+    ended = [s for s in ENDED_STATES if layout.ended_token(s.value, task_id).exists()]
+    completed = next((a for a in attempts if _has_completed_result(layout, task_id, a)), None)
+    newest = _result_outcome(layout, task_id, attempts[0]) if attempts else None
+    if completed is not None:
+        record.status, record.attempt_index = TaskState.COMPLETED, completed
+    elif ended:
+        record.status = ended[0]
+    elif newest in (TaskState.FAILED_ESS.value, TaskState.FAILED_TERMINAL.value):
+        record.status = TaskState(newest)
+    elif attempts:
+        record.attempt_index = min(attempts[0] + 1, run.max_attempts - 1)
+    if record.status is not TaskState.PENDING:
+        record.started_at = record.ended_at = now
+        record.failure_reason = "state rebuilt by reconcile"
+    record.history.append({"from": "CORRUPT", "to": record.status.value, "at": now, "by": "reconcile",
+                           "attempt": record.attempt_index})
+    atomic_write_json(layout.state(task_id), record.as_dict())
+    return record
+
+
+def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False) -> ReconcileReport:
+    run = read_run(layout)
+    shard_of = _shards_from_manifest(layout)
+    counts: Counter[TaskState] = Counter()
+    report = ReconcileReport(RunState.CREATED, {})
+    now = time.time()
+    for task_id in layout.iter_task_ids():
+        try:
+            changed = _expire(layout, run, task_id, now)
+            state = changed or read_state(layout, task_id)
+            if changed is not None:
+                (report.salvaged if changed.salvaged else report.orphaned).append(task_id)
+        except StateError as exc:
+            if not repair or task_id not in shard_of:
+                report.unrepairable.append(str(exc))
+                continue
+            state = _rebuild_state(layout, task_id, run, shard_of[task_id])
+            report.repaired.append(task_id)
+        if repair:
+            repair_tokens(layout, state)
+        counts[state.status] += 1
+    if repair:
+        _drop_stale_inflight(layout)
+    if repair and sweep_temps:
+        report.removed_temps = sweep_stale_temps(layout, time.time())
+    report.counts = {s.value: counts.get(s, 0) for s in TaskState}
+    report.run_state = _update_run_state(layout, run, counts)
+    return report
+
+
+_NO_TEMPS = ("queue", "locks", "costs")  # written by O_EXCL creates and appends only
+
+
+def sweep_stale_temps(layout: RunLayout, now: float) -> list[str]:
+    """Delete temp files whose writer is gone (see fsio.stale_temp_reason); never a live writer's."""
+    removed = []
+    for folder, subdirs, names in os.walk(layout.root):
+        if folder == str(layout.root):
+            subdirs[:] = [d for d in subdirs if d not in _NO_TEMPS]
+        for name in names:
+            if name.startswith(".") and name.endswith((".tmp", ".new")):
+                path = Path(folder) / name
+                why = stale_temp_reason(path, now)
+                if why and remove_if_present(path):
+                    removed.append(f"{path}: {why}")
+    return removed
+
+
+def _shards_from_manifest(layout: RunLayout) -> dict[str, str]:
+    try:
+        data = read_json(layout.manifest, "run manifest")
+        return {entry[0]: entry[1] for entry in data["tasks"]}
+    except (StateError, KeyError, TypeError, IndexError):
+        return {}
+
+
+def _drop_stale_inflight(layout: RunLayout) -> None:
+    try:
+        names = os.listdir(layout.inflight_dir)
+    except FileNotFoundError:
+        return
+    for task_id in names:
+        try:
+            if read_state(layout, task_id).status not in IN_FLIGHT_TASK_STATES:
+                remove_if_present(layout.inflight_token(task_id))
+        except StateError:
+            continue
+
+
+def _update_run_state(layout: RunLayout, run: RunRecord, counts: Counter) -> RunState:
+    if run.state is RunState.CANCELLED:
+        return run.state
+    target = run_state_from_counts(dict(counts))
+    if target is run.state:
+        return target
+    if run.state in TERMINAL_RUN_STATES and target is RunState.STAGED:
+        return run.state
+
+    def change(record: RunRecord) -> None:
+        try:
+            record.move(target, "reconcile")
+        except StateError:
+            pass
+
+    return update_run(layout, run.lock_mode, change).state

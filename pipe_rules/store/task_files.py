@@ -1,0 +1,39 @@
+"""The two per-task files other programs read: spec.json (written once at staging) and each
+attempt's result.json, both checked against their schemas whenever they are read or written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipe_rules.contracts.errors import SpecError, StateError
+from pipe_rules.contracts.result import ResultRecord
+from pipe_rules.contracts.spec import TaskSpec
+from pipe_rules.contracts.validation import first_error
+from pipe_rules.store.fsio import atomic_write_json, read_json
+
+
+def load_spec(path: Path) -> TaskSpec:
+    """Read, parse and validate a spec.json; a spec that fails here is never executed."""
+    try:
+        data = read_json(path, "task spec")
+    except StateError as exc:
+        raise SpecError(exc.message, path=path) from None
+    return TaskSpec.from_dict(data, path)
+
+
+def write_result(path: Path, record: ResultRecord) -> None:
+    data = record.as_dict()
+    problem = first_error("result", data)
+    if problem:  # a bug in the worker, never the user's input: fail loudly
+        raise StateError(f"result does not match its schema: {problem[1]}", path=path, field=problem[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, data)
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    data = read_json(path, "task result")
+    problem = first_error("result", data)
+    if problem:
+        raise StateError(problem[1], path=path, field=problem[0])
+    return data

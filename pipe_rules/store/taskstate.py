@@ -1,0 +1,136 @@
+"""state.json of one task: the record, and the one locked read-check-write every change goes through."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from pipe_rules.contracts.errors import StateError
+from pipe_rules.store.fsio import atomic_write_json, read_json, write_new_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.locks import locked
+from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TaskState, check_task_transition
+
+STATE_SCHEMA_VERSION = 1
+REPAIR_HINT = "; run 'pipe-rules reconcile' on the run folder to rebuild it from the attempt folders"
+
+
+@dataclass
+class TaskStateRecord:
+    task_id: str
+    shard: str
+    status: TaskState = TaskState.PENDING
+    attempt_index: int = 0
+    max_attempts: int = 3
+    claimed_by: str | None = None
+    claim_token: str | None = None
+    claimed_at: float | None = None
+    lease_expires_at: float | None = None
+    heartbeat_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    failure_class: str | None = None
+    failure_reason: str | None = None
+    salvaged: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    schema_version: int = STATE_SCHEMA_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        """Shallow: dataclasses.asdict deep-copies the history on every one of a task's writes."""
+        data = {f.name: getattr(self, f.name) for f in _FIELDS}
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path) -> "TaskStateRecord":
+        if not isinstance(data, dict):
+            raise StateError("task state is not a JSON object", path=path)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise StateError(f"unknown field(s) {', '.join(unknown)}", path=path, field=unknown[0])
+        try:
+            data = dict(data, status=TaskState(data.get("status")))
+        except ValueError:
+            allowed = ", ".join(s.value for s in TaskState)
+            raise StateError(f"{data.get('status')!r} is not one of: {allowed}", path=path, field="status") from None
+        try:
+            record = cls(**data)
+        except TypeError as exc:
+            raise StateError(f"incomplete task state ({exc})", path=path) from None
+        record.check_invariants(path)
+        return record
+
+    def check_invariants(self, path: Path | None = None) -> None:
+        """The field rules every state must satisfy; checked on every read and every write."""
+        def need(cond: bool, field_name: str, why: str) -> None:
+            if not cond:
+                raise StateError(why, path=path, field=field_name)
+
+        need(isinstance(self.attempt_index, int) and self.attempt_index >= 0, "attempt_index", "must be >= 0")
+        need(isinstance(self.max_attempts, int) and self.max_attempts >= 1, "max_attempts", "must be >= 1")
+        if self.status in IN_FLIGHT_TASK_STATES:
+            for name in ("claimed_by", "claim_token", "claimed_at", "lease_expires_at"):
+                need(getattr(self, name) is not None, name, f"{self.status.value} needs {name}")
+            need(self.lease_expires_at >= self.claimed_at, "lease_expires_at", "must not precede claimed_at")
+        if self.status is TaskState.RUNNING:
+            need(self.started_at is not None, "started_at", "RUNNING needs started_at")
+        if self.status in (TaskState.COMPLETED, TaskState.FAILED_ESS, TaskState.FAILED_TERMINAL, TaskState.CANCELLED):
+            need(self.ended_at is not None, "ended_at", f"{self.status.value} needs ended_at")
+
+    def move(self, new: TaskState, by: str, **updates: Any) -> None:
+        """Apply one checked transition and remember it in the history."""
+        check_task_transition(self.status, new)
+        self.history.append(
+            {"from": self.status.value, "to": new.value, "at": time.time(), "by": by, "attempt": self.attempt_index}
+        )
+        self.status = new
+        for key, value in updates.items():
+            if not hasattr(self, key):
+                raise AttributeError(key)
+            setattr(self, key, value)
+
+    def clear_claim(self) -> None:
+        self.claimed_by = self.claim_token = None
+        self.claimed_at = self.lease_expires_at = self.heartbeat_at = None
+
+
+_FIELDS = fields(TaskStateRecord)
+
+
+def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:
+    """Lock-free read: writers replace the file atomically, so the content is always whole."""
+    path = layout.state(task_id)
+    return TaskStateRecord.from_dict(read_json(path, "task state", REPAIR_HINT), path)
+
+
+def write_initial_state(layout: RunLayout, record: TaskStateRecord) -> bool:
+    """Create state.json only if no other process has (two stagers of one run race here): the loser
+    never overwrites a state a worker may already have moved on. True if this call created it."""
+    record.check_invariants()
+    return write_new_json(layout.state(record.task_id), record.as_dict())
+
+
+def update_state(
+    layout: RunLayout,
+    task_id: str,
+    lock_mode: str,
+    change: Callable[[TaskStateRecord], Any],
+) -> tuple[TaskStateRecord, Any]:
+    """Read, change and write state.json as ONE critical section under the task's lock.
+
+    `change` mutates the record (through `move`) and may raise to abort: then nothing is written.
+    It returns a value passed back to the caller; returning the sentinel `NO_WRITE` skips the write.
+    """
+    with locked(layout.state_lock(task_id), lock_mode):
+        record = read_state(layout, task_id)
+        outcome = change(record)
+        if outcome is not NO_WRITE:
+            record.check_invariants(layout.state(task_id))
+            atomic_write_json(layout.state(task_id), record.as_dict())
+        return record, outcome
+
+
+NO_WRITE = object()
