@@ -594,7 +594,7 @@ def test_reconcile_repair_of_corrupt_state_keeps_an_ended_task_ended(staged_run,
 _PAUSED_WRITER = """
 import os, sys, time
 from pathlib import Path
-from pipe_rules import fsio
+from pipe_rules.store import fsio
 real_replace, go = os.replace, Path(sys.argv[2])
 def paused(src, dst):
     while not go.exists():

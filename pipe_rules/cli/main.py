@@ -15,6 +15,8 @@ from pathlib import Path
 from pipe_rules.contracts.errors import ConfigError, PipeRulesError
 from pipe_rules.store.layout import RunLayout
 
+EXIT_HANDED_BACK = 3  # ingestion found unfinished tasks and handed them back to the cluster
+
 
 def _cmd_stage(args) -> int:
     from pipe_rules.inputs.config import load_campaign
@@ -117,18 +119,18 @@ def _cmd_cancel(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
+    """Never runs a task: this is the submit host (a login node). Unfinished work is waited for
+    (live leases) or handed back to the cluster (see store/handback.py), exit code 3."""
     from pipe_rules.reporting.ingest import ingest
     from pipe_rules.reporting.report_table import print_table, results_table
-    from pipe_rules.store.reconcile import reconcile
+    from pipe_rules.store.handback import settle
 
     layout = RunLayout(Path(args.run_dir))
-    counts = reconcile(layout).counts
-    unfinished = counts.get("PENDING") or counts.get("RUNNING") or counts.get("CLAIMED")
-    if unfinished and not args.no_finish:  # a crash can strand a task: a worker here finishes it
-        from pipe_rules.execution.worker import run_worker
-
-        run_worker(layout.root, shard=None, install_signals=False)
-    records = ingest(layout, reconciled=not (unfinished and not args.no_finish))
+    settled = settle(layout, wait_s=args.wait)
+    if settled.unfinished:
+        print(f"pipe-rules: error: {settled.line(layout)}", file=sys.stderr)
+        return EXIT_HANDED_BACK
+    records = ingest(layout, reconciled=True)
     if args.table:
         print_table(results_table(records))
     if args.report:
@@ -204,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel every task that has not finished")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_cancel)
-    p = sub.add_parser("ingest", help="reconcile, finish stragglers, write results/records.json")
+    p = sub.add_parser("ingest", help="reconcile, write results/records.json (never runs a task; "
+                                      "unfinished work is handed back to the cluster, exit 3)")
     p.add_argument("run_dir")
-    p.add_argument("--no-finish", action="store_true", help="do not run leftover PENDING tasks here")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for tasks held by live workers (default: one lease + clock skew)")
+    p.add_argument("--no-finish", action="store_true", help=argparse.SUPPRESS)  # the old default; kept for scripts
     p.add_argument("--table", action="store_true", help="print the results table")
     p.add_argument("--report", action="store_true", help="also write results/report.html")
     p.set_defaults(func=_cmd_ingest)

@@ -22,11 +22,13 @@ from pipe_rules.inputs.config import load_campaign
 from pipe_rules.reporting.progress import CampaignProgress
 from pipe_rules.reporting.report_table import print_table, results_table
 from pipe_rules.store.fsio import read_json
+from pipe_rules.store.handback import handback_marker
 from pipe_rules.store.layout import RunLayout
 
 PROJECT = Path(__file__).resolve().parents[2]  # the checkout: workflow/ and profiles/ sit beside pipe_rules/
 WORKFLOW = PROJECT / "workflow" / "Snakefile"
 INTERRUPT_GRACE_S = 30.0  # how long Snakemake may take to stop its jobs after Ctrl-C
+HANDBACK_RERUNS = 2  # Snakemake passes after ingestion handed unfinished tasks back to the cluster
 
 
 def resolve_profile(profile: str | Path) -> Path:
@@ -80,6 +82,14 @@ def _finish_after_interrupt(proc: subprocess.Popen, console: Console | None = No
         proc.wait()
 
 
+def _handed_back_since(layout: RunLayout, since: float) -> bool:
+    """Did this run's ingestion hand tasks back (store/handback.py) during the last Snakemake pass?"""
+    try:
+        return handback_marker(layout).stat().st_mtime >= since - 1.0
+    except OSError:
+        return False
+
+
 def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] | None = None,
                  progress_every: float = 30.0, tty: bool | None = None) -> int:
     """`progress_every`: seconds between plain progress lines when stdout is not a terminal (0: none).
@@ -92,7 +102,14 @@ def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] |
     runs = [(run.name, RunLayout(campaign.run_dir(run.name))) for run in campaign.runs]
     started = time.perf_counter()
     with CampaignProgress(runs, console, tty=tty, every=progress_every):
-        code = _relayed(command, console) if tty else _inherited(command)
+        for rerun in range(HANDBACK_RERUNS + 1):
+            since = time.time()
+            code = _relayed(command, console) if tty else _inherited(command)
+            handed = [name for name, layout in runs if _handed_back_since(layout, since)]
+            if code == 0 or not handed or rerun == HANDBACK_RERUNS:
+                break
+            print(f"ingestion handed unfinished tasks of {', '.join(handed)} back to the cluster: running "
+                  "snakemake again (it submits an array element per such shard)", flush=True)
     elapsed = time.perf_counter() - started
     for _, layout in runs:
         if layout.records.exists():
