@@ -1,7 +1,8 @@
 rule ingest_run:
     """Reconcile and write one results document keyed by owner, and the run's HTML report
     beside it. Runs on the submit host and never runs a task: unfinished work is handed back to
-    the cluster (the shards' summaries are removed, so the next pass submits elements for them)."""
+    the cluster (the shards' summaries are removed, so the next pass submits elements for them).
+    """
     input:
         shards=shard_records,
         staged=f"{CAMPAIGN_DIR}/{{run}}/staged.json",
