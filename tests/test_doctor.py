@@ -67,8 +67,10 @@ def test_unknown_profile_fails_with_the_names_that_exist(tmp_path):
     proc = doctor_cli("no_such_profile", "--config", str(REPO / "config.yaml"), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     names = ", ".join(sorted(p.name for p in (REPO / "profiles").iterdir() if p.is_dir()))
-    assert (f"FAIL  profile: no profile folder 'no_such_profile' here or in {REPO / 'profiles'}; "
-            f"fix: give a profile folder or one of: {names}") in proc.stdout.splitlines()
+    from pipe_rules.host.profiles import user_profiles_dir
+
+    assert (f"FAIL  profile: no profile folder 'no_such_profile' here, in {user_profiles_dir()} or among the "
+            f"bundled profiles ({names}); fix: give a profile folder or one of: {names}") in proc.stdout.splitlines()
     assert "slurm" in names and "local" in names
     assert proc.stdout.rstrip().endswith("1 failed, 0 warning(s)")
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from pipe_rules.contracts.errors import PipeRulesError
-from pipe_rules.host.launch import PROJECT, resolve_profile
+from pipe_rules.host.profiles import resolve_profile
+from pipe_rules.host.resources import bundled_profile_names, resource_root
 from pipe_rules.inputs.campaign import Campaign
 from pipe_rules.inputs.config import load_campaign
 
@@ -105,7 +106,7 @@ def check_profile(name: str) -> tuple[list[Check], Profile | None]:
     try:
         folder = resolve_profile(name)
     except PipeRulesError as exc:
-        names = ", ".join(sorted(p.name for p in (PROJECT / "profiles").iterdir() if p.is_dir()))
+        names = ", ".join(bundled_profile_names())
         return [Check(FAIL, "profile", exc.message, f"give a profile folder or one of: {names}")], None
     path = folder / PROFILE_FILE
     try:
@@ -148,13 +149,14 @@ def check_cluster_scripts(profile: Profile) -> list[Check]:
         if not words:
             missing.append(f"{key} is not set")
             continue
-        script = Path(words[0].replace("{workflow.basedir}", str(PROJECT / "workflow")))
+        script = Path(words[0].replace("{workflow.basedir}", str(resource_root() / "workflow")))
         script = script if script.is_absolute() else profile.folder / script
         if not (script.is_file() and os.access(script, os.X_OK)):
             missing.append(f"{script} ({key}) is missing or not executable")
     if missing:
         return [Check(FAIL, "cluster scripts", "; ".join(missing),
-                      "restore scripts/cluster/ from the project (chmod +x) or fix the paths in the profile")]
+                      "reinstall pipe_rules, re-run `pipe-rules init` for an installed profile, or fix the "
+                      "paths in the profile")]
     return [Check(OK, "cluster scripts", f"submit, status and cancel scripts of {profile.folder.name} are executable")]
 
 

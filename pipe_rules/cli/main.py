@@ -1,4 +1,4 @@
-"""`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, report, run.
+"""`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, report, run, init, doctor.
 
 Every PipeRulesError becomes one line on stderr (naming the file and field) and exit code 2.
 """
@@ -162,6 +162,14 @@ def _cmd_doctor(args) -> int:
     return 1 if any(check.status == FAIL for check in checks) else 0
 
 
+def _cmd_init(args) -> int:
+    from pipe_rules.host.profiles import init
+
+    for done in init(Path.cwd(), args.profile or None, force=args.force, config=not args.no_config):
+        print(done.line())
+    return 0
+
+
 def _cmd_config_reference(args) -> int:
     from pipe_rules.cli.config_reference import render_reference, update_file
 
@@ -222,16 +230,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a campaign through snakemake with a profile")
     p.add_argument("config", nargs="?", default="config.yaml")
     p.add_argument("--profile", default="local",
-                   help="a profile folder, or the name of one in the project's profiles/ (default: local)")
+                   help="a profile folder, or a name: a profile installed by 'pipe-rules init', else the one "
+                        "bundled with the package (default: local)")
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                    help="when stdout is not a terminal: print a progress line every SECONDS (0: none); "
                         "on a terminal, live bars are shown instead")
     p.set_defaults(func=_cmd_run, snakemake_args=[])
     p.epilog = "Arguments after '--' go to snakemake unchanged, e.g. pipe-rules run config.yaml -- -n"
     p = sub.add_parser("doctor", help="check profile, scheduler, engines, config and run folder before submitting")
-    p.add_argument("profile", help="a profile folder, or the name of one in the project's profiles/")
+    p.add_argument("profile", help="a profile folder, or the name of an installed or bundled profile")
     p.add_argument("--config", default="config.yaml", help="campaign config (default: config.yaml)")
     p.set_defaults(func=_cmd_doctor)
+    p = sub.add_parser("init", help="install the profiles for `snakemake --profile NAME` and a starter config.yaml here")
+    p.add_argument("--profile", action="append", metavar="NAME",
+                   help="install only this bundled profile (repeatable; default: all)")
+    p.add_argument("--force", action="store_true",
+                   help="also replace edited copies (each is first renamed to NAME.bakN)")
+    p.add_argument("--no-config", action="store_true", help="do not write config.yaml here")
+    p.set_defaults(func=_cmd_init)
     p = sub.add_parser("config-reference", help="print the config reference (markdown) generated from the schema")
     p.add_argument("--update", metavar="README", help="rewrite the block between the config-reference markers here")
     p.set_defaults(func=_cmd_config_reference)

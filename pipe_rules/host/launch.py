@@ -17,7 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from pipe_rules.contracts.errors import ConfigError
+from pipe_rules.host.profiles import resolve_profile
+from pipe_rules.host.resources import snakefile
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.reporting.progress import CampaignProgress
 from pipe_rules.reporting.report_table import print_table, results_table
@@ -25,25 +26,13 @@ from pipe_rules.store.fsio import read_json
 from pipe_rules.store.handback import handback_marker
 from pipe_rules.store.layout import RunLayout
 
-PROJECT = Path(__file__).resolve().parents[2]  # the checkout: workflow/ and profiles/ sit beside pipe_rules/
-WORKFLOW = PROJECT / "workflow" / "Snakefile"
 INTERRUPT_GRACE_S = 30.0  # how long Snakemake may take to stop its jobs after Ctrl-C
 HANDBACK_RERUNS = 2  # Snakemake passes after ingestion handed unfinished tasks back to the cluster
 
 
-def resolve_profile(profile: str | Path) -> Path:
-    """A profile path as given, or a name from the project's profiles/ folder."""
-    given = Path(profile)
-    if given.is_dir():
-        return given
-    bundled = PROJECT / "profiles" / str(profile)
-    if bundled.is_dir():
-        return bundled
-    raise ConfigError(f"no profile folder {profile!r} here or in {PROJECT / 'profiles'}", field="--profile")
-
-
 def snakemake_command(config: Path, profile: str | Path, extra: list[str] | None = None) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(WORKFLOW), "--configfile", str(config),
+    """The package's own Snakefile (found through importlib.resources), so this runs from any folder."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()), "--configfile", str(config),
             "--profile", str(resolve_profile(profile)), *(extra or [])]
 
 

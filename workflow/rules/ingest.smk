@@ -12,8 +12,6 @@ rule ingest_run:
     log:
         f"{CAMPAIGN_DIR}/{{run}}/logs/ingest_run.log",
     localrule: True
-    conda:
-        "../envs/pipe_rules.yaml"
     params:
         run_dir=run_dir_of,
         python=PYTHON,

@@ -10,8 +10,6 @@ rule run_shard:
         record=f"{CAMPAIGN_DIR}/{{run}}/shards/{{shard}}.json",
     log:
         f"{CAMPAIGN_DIR}/{{run}}/logs/{{shard}}.log",
-    conda:
-        "../envs/pipe_rules.yaml"
     threads: run_setting("cores")
     resources:
         mem_mb=run_setting("memory_mb"),

@@ -7,8 +7,6 @@ rule stage_run:
     log:
         f"{CAMPAIGN_DIR}/{{run}}/logs/stage_run.log",
     localrule: True
-    conda:
-        "../envs/pipe_rules.yaml"
     params:
         configfile=PLAN.config_file,
     script:
