@@ -333,3 +333,38 @@ def test_new_engines_are_registered():
     assert {"pyscf", "external"} <= set(known_engines())
     assert get_engine("tblite").families >= {"species_freq", "ts_opt", "irc", "rotor_scan_1d",
                                              "ts_guess_batch_method"}
+
+
+ORCA6 = {  # real ORCA 6 logs (tests/data/external/README.md) that cclib 1.8.1 fails on
+    "orca601_water_mp2_sp.out": ("species_sp", -74.96357424008319),  # SCF energy, not the MP2 total
+    "orca601_dvb_freq.out": ("species_freq", -382.05510710761649),
+    "orca610_diels_alder_optts_freq.out": ("ts_opt", -613.87553768983275),
+}
+
+
+@pytest.mark.parametrize("log", sorted(ORCA6))
+def test_orca6_logs_cclib_cannot_parse_are_read(external, tmp_path, log):
+    from cclib.io import ccopen
+
+    path = DATA / log
+    text = path.read_text()
+    with pytest.raises(Exception):  # noqa: B017 - the reason for the fallback: cclib 1.8.1 fails on ORCA 6
+        ccopen(str(path), loglevel=50).parse()
+    family, scf = ORCA6[log]
+    result = external.run(family, "x", payload(WATER), replay(path), tmp_path, 1)
+    assert result.data["parser"] == "pipe_rules.engines.orca_output"
+    assert result.data["package_version"] == re.search(r"Program Version (\S+)", text).group(1)
+    assert result.energy_hartree == pytest.approx(scf, abs=1e-9)
+    printed = [float(v) for v in re.findall(r"Total Energy\s+:\s+(-?\d+\.\d+) Eh", text)]
+    assert result.energy_hartree == printed[-1]
+    if family == "species_freq":
+        assert result.data["n_imaginary"] == 0 and len(result.data["frequencies_cm1"]) == 3 * 20 - 6
+        assert result.data["frequencies_cm1"][:3] == [43.87, 77.06, 150.56]
+    if family == "ts_opt":
+        assert result.data["n_imaginary"] == 1 and result.data["imaginary_frequency_cm1"] == -553.29
+        block = text.rsplit("CARTESIAN COORDINATES (ANGSTROEM)", 1)[1].split("\n\n")[0].splitlines()[2:]
+        assert result.geometry["symbols"] == [line.split()[0] for line in block]
+        assert result.geometry["coords"] == [[float(v) for v in line.split()[1:]] for line in block]
+        exc = fails(external, "conf_opt", "x", payload(WATER), replay(DATA / "orca601_dvb_freq.out"),
+                    folder(tmp_path, "opt"))
+        assert (exc.failure_class, exc.reason) == (FailureClass.ESS, "opt_not_converged")

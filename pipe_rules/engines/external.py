@@ -23,6 +23,8 @@ Classification, from what the node and the log say:
 Energies: cclib stores `scfenergies` in eV, converted with its own factor (27.21138505); dividing by
 it gives back exactly the Hartree value printed in the log (CODATA 2018's 27.211386246 would be
 3e-6 Eh off at -76 Eh). Post-HF energies are not read: `energy_hartree` is the last SCF energy.
+ORCA logs cclib cannot parse (all of ORCA 6 with cclib 1.8.1) are read by engines.orca_output
+instead; `data.parser` says which reader was used.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def parse_output(path: Path, family: str, settings: dict | None = None, exit_cod
     if problem:
         raise EngineFailure(ESS, problem[0], f"{program} (exit code {exit_code}): {problem[1]}")
     ended_normally = bool(NORMAL_END.search("\n".join(log_text.splitlines()[-25:])))
-    data = _cclib(path, program, ended_normally)
+    data, parser = _parsed(path, program, ended_normally, log_text)
     if exit_code != 0 or not (ended_normally or data.metadata.get("success")):
         raise EngineFailure(TRANSIENT, "no_output", f"{program} log {path.name!r} ends without normal termination "
                             f"and without an error message (exit code {exit_code}): killed, out of disk or memory?")
@@ -118,7 +120,7 @@ def parse_output(path: Path, family: str, settings: dict | None = None, exit_cod
     from ase.data import chemical_symbols
 
     geometry = xyz_dict_from_atoms([chemical_symbols[int(z)] for z in data.atomnos], data.atomcoords[-1])
-    info: dict[str, Any] = {"program": program, "exit_code": exit_code,
+    info: dict[str, Any] = {"program": program, "exit_code": exit_code, "parser": parser,
                             "package_version": str(data.metadata.get("package_version", ""))}
     if family in OPT_FAMILIES:
         done = getattr(data, "optdone", None)
@@ -142,12 +144,48 @@ def parse_output(path: Path, family: str, settings: dict | None = None, exit_cod
     return EngineResult(energy_hartree=energy, geometry=geometry, converged=True, data=info)
 
 
+def _parsed(path: Path, program: str, ended_normally: bool, log_text: str):
+    """(cclib-like data, parser name): cclib, or the ORCA reader for an ORCA log cclib fails on."""
+    from pipe_rules.engines.orca_output import is_orca_output
+
+    try:
+        return _cclib(path, program, ended_normally), f"cclib {metadata.version('cclib')}"
+    except EngineFailure:
+        if not is_orca_output(log_text):
+            raise
+    return _orca(path, program), "pipe_rules.engines.orca_output"
+
+
+def _orca(path: Path, program: str) -> Any:
+    """The ORCA reader's result with the attribute names of cclib's data (scfenergies in eV...)."""
+    from types import SimpleNamespace
+
+    from cclib.parser.utils import convertor
+
+    from pipe_rules.engines.orca_output import read_orca_output
+
+    try:
+        out = read_orca_output(path)
+    except ValueError as exc:
+        raise EngineFailure(TRANSIENT, "no_output", f"{program} log {path.name!r}: {exc}") from None
+    from ase.data import atomic_numbers
+
+    data = SimpleNamespace(metadata={"package_version": out.version, "success": out.terminated_normally},
+                           atomnos=[atomic_numbers[s] for s in out.symbols], atomcoords=[out.coords] * out.n_geometries,
+                           optdone=out.optimisation_converged)
+    if out.energy_hartree is not None:
+        data.scfenergies = [convertor(out.energy_hartree, "hartree", "eV")]
+    if out.frequencies_cm1:
+        data.vibfreqs = out.frequencies_cm1
+    return data
+
+
 def _cclib(path: Path, program: str, ended_normally: bool):
     """Parsed data. A parser crash on a complete log is ESS (a retry reads the same file); on a log
     cut short it is the truncation's fault (TRANSIENT)."""
     from cclib.io import ccopen
 
-    log = ccopen(str(path), loglevel=logging.ERROR)  # ccread would also try an Open Babel fallback
+    log = ccopen(str(path), loglevel=logging.CRITICAL)  # ccread would also try an Open Babel fallback
     if log is None:
         raise EngineFailure(TRANSIENT, "no_output", f"cclib does not recognise {path.name!r} as the log of a "
                             f"program it reads; is options.output the {program} log?")
