@@ -10,7 +10,7 @@ STAMP := $(VENV)/.pipe_rules-installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,cluster]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)

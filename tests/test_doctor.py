@@ -76,8 +76,7 @@ def test_unknown_profile_fails_with_the_names_that_exist(tmp_path):
 
 
 def test_slurm_profile_without_the_slurm_commands_on_path_fails_naming_them(tmp_path):
-    """A real SLURM may be installed in /usr/bin: PATH holds only the venv's bin folder, plus `which`
-    (snakemake-executor-plugin-slurm 2.8 runs `which sacct` when it is imported)."""
+    """A real SLURM may be installed in /usr/bin: PATH holds only the venv's bin folder, plus `which`."""
     config = noop_config(tmp_path)
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -87,21 +86,31 @@ def test_slurm_profile_without_the_slurm_commands_on_path_fails_naming_them(tmp_
     assert ("FAIL  scheduler commands: sbatch, squeue, scancel, sinfo not on PATH (the slurm profile needs sbatch, "
             "squeue, scancel, sinfo); fix: load the SLURM client tools (e.g. `module load slurm`) or run this on the "
             "cluster's login node") in proc.stdout.splitlines()
-    assert "OK    executor: snakemake-executor-plugin-slurm" in proc.stdout  # the plugin is not the problem
+    assert "OK    executor: pipe-rules (pipe_rules " in proc.stdout  # the plugin is not the problem
 
 
-def test_pbs_and_htcondor_commands_are_probed_once(tmp_path, monkeypatch):
-    """Fake qsub/qstat/condor_* (tests/fake_schedulers) stand in for servers that cannot run here."""
+def test_pbs_htcondor_and_lsf_commands_and_array_limits_are_probed_once(tmp_path, monkeypatch):
+    """Fake qsub/qstat/condor_*/b* (tests/fake_schedulers) stand in for servers that cannot run here."""
     log = tmp_path / "fake.log"
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{FAKES}")
     monkeypatch.setenv("FAKE_SCHEDULER_LOG", str(log))
-    config = noop_config(tmp_path)
-    for profile, probe in (("pbs", ["qstat", "-B"]), ("htcondor", ["condor_q", "-totals"])):
+    (tmp_path / "bparams.txt").write_text("System default parameters:\n  MAX_JOB_ARRAY_SIZE = 2\n")
+    monkeypatch.setenv("FAKE_BPARAMS_OUTPUT", str(tmp_path / "bparams.txt"))
+    config = noop_config(tmp_path, shards=3)
+    for profile, probe in (("pbs", ["qstat", "-B"]), ("htcondor", ["condor_q", "-totals"]), ("lsf", ["bqueues"])):
         found = by_name(run_doctor(profile, config, cwd=tmp_path))
-        assert [c.status for c in found["scheduler commands"] + found["scheduler"] + found["cluster scripts"]] == [OK] * 3
+        assert [c.status for c in found["scheduler commands"] + found["scheduler"]] == [OK] * 2
         assert found["scheduler"][0].detail == f"`{' '.join(probe)}` answered"
+        assert found["executor"][0].detail.startswith("pipe-rules (pipe_rules ")
+    arrays = found["arrays"][0]  # LSF: at most 2 elements per array, a run asks for 3 shards
+    assert (arrays.status, arrays.detail) == (WARN, "`bparams -a`: MAX_JOB_ARRAY_SIZE = 2, but a run asks for 3 shards: "
+                                                    "it is split into 2 submissions")
+    assert by_name(run_doctor("htcondor", config, cwd=tmp_path))["arrays"][0].status == OK
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [[c["cmd"], *c["args"]] for c in calls] == [["qstat", "-B"], ["condor_q", "-totals"]]
+    assert [[c["cmd"], *c["args"]] for c in calls] == [["qstat", "-B"], ["qstat", "-B", "-f"], ["condor_q", "-totals"],
+                                                        ["bqueues"], ["bparams", "-a"], ["condor_q", "-totals"]]
+    found = by_name(run_doctor("pbs", config, cwd=tmp_path))  # the fake's qstat -B -f says nothing
+    assert found["arrays"][0].status == WARN and "assuming pbs's default largest array, 10000" in found["arrays"][0].detail
     monkeypatch.setenv("FAKE_QSTAT_RC", "3")  # the server refuses
     found = by_name(run_doctor("pbs", config, cwd=tmp_path))
     assert found["scheduler"][0].status == FAIL and found["scheduler"][0].detail.startswith("`qstat -B` exited 3")

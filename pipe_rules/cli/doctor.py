@@ -14,7 +14,6 @@ import fcntl
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from importlib import import_module, metadata
@@ -23,48 +22,20 @@ from typing import Any
 
 import yaml
 
+from pipe_rules.cli.doctor_scheduler import FAIL, OK, WARN, Check, check_scheduler
 from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.host.profiles import resolve_profile
-from pipe_rules.host.resources import bundled_profile_names, resource_root
+from pipe_rules.host.resources import bundled_profile_names
 from pipe_rules.inputs.campaign import Campaign
 from pipe_rules.inputs.config import load_campaign
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
 PROFILE_FILE = "config.v8+.yaml"
-# what each scheduler's profile calls: submit, status, cancel (+ sinfo for the SLURM partition check)
-SCHEDULER_COMMANDS = {
-    "slurm": ("sbatch", "squeue", "scancel", "sinfo"),
-    "sge": ("qsub", "qstat", "qdel"),
-    "pbs": ("qsub", "qstat", "qdel"),
-    "htcondor": ("condor_submit", "condor_q", "condor_rm"),
-}
-# one cheap read-only query that needs the scheduler's server to answer
-PROBES = {"slurm": ["sinfo", "-h", "-o", "%P %a"], "sge": ["qstat"], "pbs": ["qstat", "-B"],
-          "htcondor": ["condor_q", "-totals"]}
-CLIENT_HINT = {
-    "slurm": "load the SLURM client tools (e.g. `module load slurm`) or run this on the cluster's login node",
-    "sge": "source $SGE_ROOT/<cell>/common/settings.sh (sets PATH, SGE_ROOT, SGE_CELL) on a submit host",
-    "pbs": "load the PBS client tools (e.g. `module load pbs`, /opt/pbs/bin on PATH) on a submit host",
-    "htcondor": "put HTCondor's bin folder on PATH (e.g. `. /etc/profile.d/condor.sh`) on a submit host",
-}
-PROBE_TIMEOUT_S = 15.0
 NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph", "fuse.glusterfs")
 WARN_FREE_BYTES, FAIL_FREE_BYTES = 1 << 30, 50 << 20
 WARN_FREE_INODES = 100_000  # a task folder costs about six inodes
 WATER = {"symbols": ["O", "H", "H"], "isotopes": [16, 1, 1],
          "coords": [[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]]}
 GEOMETRIC_USERS = {("tblite", "ts_opt"), ("tblite", "irc"), ("pyscf", "conf_opt")}
-
-
-@dataclass(frozen=True)
-class Check:
-    status: str  # OK, WARN or FAIL
-    name: str
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        return f"{self.status:<4}  {self.name}: {self.detail}" + (f"; fix: {self.fix}" if self.fix else "")
 
 
 @dataclass(frozen=True)
@@ -78,11 +49,11 @@ class Profile:
 
     @property
     def scheduler(self) -> str | None:
-        """local, slurm, sge, pbs, htcondor; None for an executor this project has no profile for."""
-        if self.executor in ("local", "slurm", "htcondor"):
-            return self.executor
-        found = re.search(r"submit\.py\s+(sge|pbs|htcondor)\b", str(self.settings.get("cluster-generic-submit-cmd", "")))
-        return found.group(1) if found else None
+        """local, or the batch system of the `pipe-rules` executor (the official SLURM and HTCondor
+        plugins are recognised too); None for an executor this project has no profile for."""
+        if self.executor == "pipe-rules":
+            return str(self.settings.get("pipe-rules-scheduler") or "") or None
+        return self.executor if self.executor in ("local", "slurm", "htcondor", "lsf") else None
 
 
 def run_doctor(profile: str, config: Path | str, cwd: Path | None = None) -> list[Check]:
@@ -92,9 +63,9 @@ def run_doctor(profile: str, config: Path | str, cwd: Path | None = None) -> lis
     campaign, config_check = check_config(Path(config))
     if loaded is not None:
         checks.append(check_executor(loaded))
-        checks += check_cluster_scripts(loaded)
         partitions = sorted({r.partition for r in campaign.runs if r.partition}) if campaign else []
-        checks += check_scheduler(loaded.scheduler, partitions)
+        max_shards = max((r.shards for r in campaign.runs), default=0) if campaign else 0
+        checks += check_scheduler(loaded.scheduler, partitions, max_shards)
     checks.append(config_check)
     if campaign is not None:
         checks += check_engines(campaign)
@@ -131,69 +102,14 @@ def check_executor(profile: Profile) -> Check:
         import_module(module)
     except ImportError as exc:
         return Check(FAIL, "executor", f"plugin {module} for executor {profile.executor!r} is not importable ({exc})",
-                     f"pip install {package} (or: pip install 'pipe_rules[cluster]')")
+                     f"pip install {package}" if profile.executor != "pipe-rules" else
+                     "reinstall pipe_rules: the plugin ships with it (snakemake_executor_plugin_pipe_rules)")
     except Exception as exc:  # noqa: BLE001 - the SLURM plugin runs `which` at import time, for one
         return Check(FAIL, "executor", f"plugin {module} fails on import: {type(exc).__name__}: {exc}",
                      "run from a login shell with the usual PATH (coreutils, which) and the scheduler's tools")
+    if profile.executor == "pipe-rules":  # shipped inside pipe_rules (pipe_rules/schedulers/)
+        return Check(OK, "executor", f"pipe-rules (pipe_rules {_version('pipe_rules')}) with snakemake {version}")
     return Check(OK, "executor", f"{package} {_version(package)} with snakemake {version}")
-
-
-def check_cluster_scripts(profile: Profile) -> list[Check]:
-    """cluster-generic runs our submit/status/cancel scripts: they must exist and be executable.
-    Snakemake puts the profile folder before relative paths, and {workflow.basedir} is workflow/."""
-    if profile.executor != "cluster-generic":
-        return []
-    missing = []
-    for key in ("cluster-generic-submit-cmd", "cluster-generic-status-cmd", "cluster-generic-cancel-cmd"):
-        words = str(profile.settings.get(key, "")).split()
-        if not words:
-            missing.append(f"{key} is not set")
-            continue
-        script = Path(words[0].replace("{workflow.basedir}", str(resource_root() / "workflow")))
-        script = script if script.is_absolute() else profile.folder / script
-        if not (script.is_file() and os.access(script, os.X_OK)):
-            missing.append(f"{script} ({key}) is missing or not executable")
-    if missing:
-        return [Check(FAIL, "cluster scripts", "; ".join(missing),
-                      "reinstall pipe_rules, re-run `pipe-rules init` for an installed profile, or fix the "
-                      "paths in the profile")]
-    return [Check(OK, "cluster scripts", f"submit, status and cancel scripts of {profile.folder.name} are executable")]
-
-
-def check_scheduler(scheduler: str | None, partitions: list[str]) -> list[Check]:
-    if scheduler == "local":
-        return [Check(OK, "scheduler", "local profile: no scheduler commands needed")]
-    if scheduler not in SCHEDULER_COMMANDS:
-        return [Check(WARN, "scheduler", "cannot tell which scheduler this profile submits to; its commands "
-                      "were not checked", "use one of the project's profiles, or check the commands by hand")]
-    commands = SCHEDULER_COMMANDS[scheduler]
-    absent = [c for c in commands if shutil.which(c) is None]
-    if absent:
-        return [Check(FAIL, "scheduler commands", f"{', '.join(absent)} not on PATH (the {scheduler} profile "
-                      f"needs {', '.join(commands)})", CLIENT_HINT[scheduler])]
-    checks = [Check(OK, "scheduler commands", ", ".join(f"{c} ({shutil.which(c)})" for c in commands))]
-    probe = PROBES[scheduler]
-    try:
-        proc = subprocess.run(probe, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        return checks + [Check(FAIL, "scheduler", f"`{' '.join(probe)}` did not answer within {PROBE_TIMEOUT_S:g} s",
-                               f"is the {scheduler} server reachable from this host?")]
-    if proc.returncode != 0:
-        said = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        return checks + [Check(FAIL, "scheduler", f"`{' '.join(probe)}` exited {proc.returncode}: {said}",
-                               f"is the {scheduler} server up and this host allowed to submit? {CLIENT_HINT[scheduler]}")]
-    checks.append(Check(OK, "scheduler", f"`{' '.join(probe)}` answered"))
-    if scheduler == "slurm" and partitions:
-        known = {line.split()[0].rstrip("*") for line in proc.stdout.splitlines() if line.split()}
-        unknown = [p for p in partitions if p not in known]
-        if unknown:
-            checks.append(Check(FAIL, "partition", f"{', '.join(unknown)} not listed by sinfo (partitions: "
-                                f"{', '.join(sorted(known)) or 'none'})", "set 'partition' in the campaign config "
-                                "to one of these, or leave it empty for the default partition"))
-        else:
-            checks.append(Check(OK, "partition", f"{', '.join(partitions)} listed by sinfo"))
-    return checks
 
 
 def check_config(path: Path) -> tuple[Campaign | None, Check]:

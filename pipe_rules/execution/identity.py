@@ -8,6 +8,9 @@ from typing import Any
 
 
 def scheduler_job_id() -> str | None:
+    """The array element as its scheduler names it (set by pipe_rules' array script), else guessed."""
+    if os.environ.get("PIPE_RULES_SCHEDULER_JOB_ID"):
+        return os.environ["PIPE_RULES_SCHEDULER_JOB_ID"]
     for var in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "CLUSTER_ID"):
         if os.environ.get(var):
             task = os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get("SGE_TASK_ID") or os.environ.get("PBS_ARRAY_INDEX")

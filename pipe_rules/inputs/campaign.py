@@ -26,6 +26,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "options": {},
     "partition": "",
     "account": "",
+    "max_running_shards": 0,  # 0: no throttle (transport only, not part of the run's key)
     "scan_resolution_deg": 10.0,  # rotor_scan_1d: goes into each payload at staging
     "ts_methods": ("idpp",),  # ts_guess_batch_method: one task per reaction and method
     "n_images": 9,
@@ -90,6 +91,7 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
     partition: str = ""
     account: str = ""
+    max_running_shards: int = 0
     from_run: str | None = None
     species: tuple[str, ...] | None = None
     scan_resolution_deg: float = 10.0

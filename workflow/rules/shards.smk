@@ -14,8 +14,9 @@ rule run_shard:
     resources:
         mem_mb=run_setting("memory_mb"),
         runtime=run_setting("walltime_min"),
-        slurm_partition=run_setting("partition"),
-        slurm_account=run_setting("account"),
+        partition=run_setting("partition"),
+        account=run_setting("account"),
+        array_throttle=run_setting("max_running_shards"),
     params:
         run_dir=run_dir_of,
         python=PYTHON,

@@ -1,0 +1,1 @@
+"""Cluster transport: the `pipe-rules` Snakemake executor plugin (one array allocation per run)."""
