@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import PYTHON, wait_until
+from conftest import PYTHON, wait_until, write_config
 
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import claim_and_start, finish
@@ -107,3 +107,30 @@ def test_ingestion_waits_for_a_live_worker_then_writes_the_records(staged_run):
     assert not (layout.results_dir / "handed_back.json").exists()
     for task_id in manifest_task_ids(layout):  # run by the worker process, not by ingestion
         assert read_result(layout.result(task_id, 0))["worker"]["pid"] == worker.pid
+
+
+def test_pipe_rules_run_runs_snakemake_again_after_a_hand_back(tmp_path, monkeypatch):
+    """The second Snakemake pass is what submits the extra shard element (the first pass ended with
+    ingestion's exit 3); without a hand-back a failed pass is not repeated."""
+    from pipe_rules.host import launch
+    from pipe_rules.inputs.config import load_campaign
+    from pipe_rules.store.handback import handback_marker
+
+    config = write_config(tmp_path, 2)
+    layout = RunLayout(load_campaign(config).run_dir("main"))
+    passes = []
+
+    def snakemake_pass(command):
+        passes.append(command)
+        if len(passes) == 1:  # what ingest_run leaves when it hands tasks back
+            handback_marker(layout).parent.mkdir(parents=True, exist_ok=True)
+            handback_marker(layout).write_text("{}")
+            return 1
+        return 0
+
+    monkeypatch.setattr(launch, "_inherited", snakemake_pass)
+    assert launch.run_campaign(config, progress_every=0, tty=False) == 0
+    assert len(passes) == 2 and passes[0] == passes[1]
+    passes.clear()
+    monkeypatch.setattr(launch, "_inherited", lambda command: passes.append(command) or 1)
+    assert launch.run_campaign(config, progress_every=0, tty=False) == 1 and len(passes) == 1  # marker is old

@@ -71,12 +71,12 @@ def _finish_after_interrupt(proc: subprocess.Popen, console: Console | None = No
         proc.wait()
 
 
-def _handed_back_since(layout: RunLayout, since: float) -> bool:
-    """Did this run's ingestion hand tasks back (store/handback.py) during the last Snakemake pass?"""
+def _handback_stamp(layout: RunLayout) -> int | None:
+    """When this run's ingestion last handed tasks back (store/handback.py), or None."""
     try:
-        return handback_marker(layout).stat().st_mtime >= since - 1.0
+        return handback_marker(layout).stat().st_mtime_ns
     except OSError:
-        return False
+        return None
 
 
 def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] | None = None,
@@ -92,9 +92,9 @@ def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] |
     started = time.perf_counter()
     with CampaignProgress(runs, console, tty=tty, every=progress_every):
         for rerun in range(HANDBACK_RERUNS + 1):
-            since = time.time()
+            before = {name: _handback_stamp(layout) for name, layout in runs}
             code = _relayed(command, console) if tty else _inherited(command)
-            handed = [name for name, layout in runs if _handed_back_since(layout, since)]
+            handed = [name for name, layout in runs if _handback_stamp(layout) not in (None, before[name])]
             if code == 0 or not handed or rerun == HANDBACK_RERUNS:
                 break
             print(f"ingestion handed unfinished tasks of {', '.join(handed)} back to the cluster: running "
