@@ -135,6 +135,8 @@ def test_scancel_of_element_1_reruns_only_that_element_and_its_siblings_never_fa
     assert siblings == {"1": "CANCELLED", "2": "COMPLETED", "3": "COMPLETED"}, siblings  # never failed
     assert f"array element {array_id}_1 failed" in output and f"{array_id}_2 failed" not in output
     assert "MissingOutputException" not in output
+    print(f"live SLURM scancel {array_id}_1: elements {siblings}; resubmitted alone as "
+          f"{[j for j in submissions if j != array_id]}")
 
 
 def test_walltime_kill_hands_the_task_back_and_the_run_completes(tmp_path):
