@@ -310,3 +310,18 @@ def test_profiles_name_the_executor_and_their_scheduler_and_comment_every_key():
         for index, line in enumerate(lines):
             if line and not line.startswith((" ", "#")):
                 assert lines[index - 1].startswith(("#", "  ")), f"{name}: {line}"
+
+
+@pytest.mark.slow
+def test_snakemake_stopping_on_an_error_still_cancels_the_array(tmp_path, fake):
+    """The status command vanished from PATH: Snakemake stops, and the running array is cancelled."""
+    write_config(tmp_path, 4, shards=2, options={"sleep_s": 60}, lease_s=120, linger_s=1)
+    only = tmp_path / "only_submit_and_cancel"
+    only.mkdir()
+    for name in ("condor_submit", "condor_rm"):
+        (only / name).symlink_to(FAKES / "fake_command.py")
+    fake["PATH"] = f"{only}:{os.path.dirname(PYTHON)}:/usr/bin:/bin"  # no condor_q anywhere
+    proc = subprocess.run(snakemake("htcondor"), cwd=tmp_path, env=fake, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "condor_q not found on PATH" in proc.stdout + proc.stderr
+    assert calls(fake, "condor_rm") == [["condor_rm", "4242"]]  # the whole array, once

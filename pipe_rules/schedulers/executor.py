@@ -9,8 +9,9 @@ each bucket becomes one submission (`qsub -t 1-K`, `qsub -J 1-K`, `queue K`, `bs
 accounting: each shard succeeds, fails and is retried on its own (a retried shard is a one-element
 array), and no element waits for another's outputs (the SLURM plugin's elements all check the
 first element's outputs, upstream issue #447). Status: one batched query per round (status.py).
-Cancel (Ctrl-C): one call for every array with an unfinished element, from this executor's own
-record, so a Ctrl-C during a status round (when Snakemake passes no jobs to cancel) still cancels.
+Cancel (Ctrl-C, or Snakemake stopping on an error): one call for every array with an unfinished
+element, from this executor's own record, so a Ctrl-C during a status round (when Snakemake passes
+no jobs to cancel) still cancels.
 """
 
 # No `from __future__ import annotations` here: Snakemake builds its command-line options from the
@@ -174,8 +175,8 @@ class Executor(RemoteExecutor):
         for index, job in enumerate(jobs, 1):
             element = status.Element(number, array_id, index, folder / "exit" / str(index))
             ext = commands.element_id(self.scheduler, array_id, index, request.is_array)
-            self.report_job_submission(SubmittedJobInfo(job, external_jobid=ext, aux={"element": element,
-                                                                                      "log": f"{stem}.{index}"}))
+            log = f"{stem}.{index - 1 if self.scheduler == 'htcondor' else index}"  # HTCondor: $(Process)
+            self.report_job_submission(SubmittedJobInfo(job, external_jobid=ext, aux={"element": element, "log": log}))
 
     # --- status and cancel --------------------------------------------------------------------
 
@@ -224,6 +225,12 @@ class Executor(RemoteExecutor):
             subprocess.run(argv, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired) as error:
             self.logger.error(f"pipe_rules: {commands.quoted(argv)} failed ({error}): cancel those arrays by hand")
+
+    def shutdown(self) -> None:
+        """Snakemake stops: after a normal end every element has a verdict and nothing is cancelled;
+        after an error (a status command gone, an exception) the arrays left are, in one call."""
+        self.cancel_jobs([])
+        super().shutdown()
 
     def get_job_exec_prefix(self, job: JobExecutorInterface) -> str:
         return f"cd {shlex.quote(self.workflow.workdir_init)}"
