@@ -20,18 +20,14 @@ def xdg(tmp_path, monkeypatch):
     return tmp_path / "xdg" / "snakemake"
 
 
-def test_installed_profiles_name_the_package_snakefile_and_absolute_scripts():
-    for name in ("sge", "pbs", "htcondor"):
+def test_installed_profiles_name_the_package_snakefile_and_its_executor():
+    """The cluster profiles name no script: their executor (`pipe-rules`) ships inside the package."""
+    for name in ("sge", "pbs", "htcondor", "lsf", "slurm"):
         settings = yaml.safe_load(installed_profile_text(name))
         assert settings["snakefile"] == str(snakefile())
-        for key in ("cluster-generic-submit-cmd", "cluster-generic-status-cmd", "cluster-generic-cancel-cmd",
-                    "cluster-generic-sidecar-cmd"):
-            script = settings[key].split()[0]
-            assert os.path.isabs(script) and os.access(script, os.X_OK), (name, key, script)
-            assert script.startswith(str(resource_root() / "scripts" / "cluster")), script
+        assert (settings["executor"], settings["pipe-rules-scheduler"]) == ("pipe-rules", name)
         bundled = yaml.safe_load((bundled_profiles_dir() / name / "config.v8+.yaml").read_text())
-        assert {k: v for k, v in settings.items() if not k.startswith("cluster-generic") and k != "snakefile"} == \
-            {k: v for k, v in bundled.items() if not k.startswith("cluster-generic")}
+        assert {k: v for k, v in settings.items() if k != "snakefile"} == bundled
 
 
 def test_init_writes_updates_keeps_and_forces(tmp_path, xdg):
@@ -39,7 +35,7 @@ def test_init_writes_updates_keeps_and_forces(tmp_path, xdg):
     out = env_run()
     slurm = xdg / "slurm" / "config.v8+.yaml"
     assert f"{slurm}: written" in out and f"{tmp_path / 'config.yaml'}: written" in out
-    assert env_run().count("already up to date") == 6
+    assert env_run().count("already up to date") == 7  # 6 profiles and the config
     # an unedited copy from an older install is updated in place
     slurm.write_text("jobs: 1\n")
     (xdg / "slurm" / ".pipe_rules_init.json").write_text(
@@ -61,10 +57,10 @@ def test_init_writes_updates_keeps_and_forces(tmp_path, xdg):
 
 
 def test_unknown_profile_name_is_one_line(tmp_path, xdg):
-    proc = pipe_rules_cli("init", "--profile", "lsf", cwd=tmp_path)
+    proc = pipe_rules_cli("init", "--profile", "torque", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == ("pipe-rules: error: field '--profile': no bundled profile 'lsf' "
-                           "(bundled: htcondor, local, pbs, sge, slurm)\n")
+    assert proc.stderr == ("pipe-rules: error: field '--profile': no bundled profile 'torque' "
+                           "(bundled: htcondor, local, lsf, pbs, sge, slurm)\n")
 
 
 def test_named_profile_prefers_the_installed_copy(tmp_path, xdg):

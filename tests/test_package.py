@@ -30,10 +30,11 @@ pytestmark = pytest.mark.slow
 
 RESOURCES = ("workflow/Snakefile", "workflow/rules/stage.smk", "workflow/rules/shards.smk",
              "workflow/rules/ingest.smk", "workflow/rules/common.smk", "profiles/local/config.v8+.yaml",
-             "profiles/slurm/config.v8+.yaml", "profiles/sge/config.v8+.yaml", "scripts/stage_run.py",
-             "scripts/cluster/submit.py", "scripts/cluster/status.py", "config.yaml")
-EXECUTABLE = ("scripts/cluster/submit.py", "scripts/cluster/status.py", "scripts/cluster/cancel.py",
-              "scripts/cluster/sidecar.py")
+             "profiles/slurm/config.v8+.yaml", "profiles/sge/config.v8+.yaml", "profiles/lsf/config.v8+.yaml",
+             "scripts/stage_run.py", "scripts/pipe_worker.py", "config.yaml")
+EXECUTABLE = ("scripts/stage_run.py", "scripts/pipe_worker.py", "scripts/ingest_run.py")
+# the executor plugin of the cluster profiles, found by Snakemake's registry by this module's name
+PLUGIN = ("snakemake_executor_plugin_pipe_rules/__init__.py", "pipe_rules/schedulers/executor.py")
 CAMPAIGN = {
     "campaign": "pkg",
     "defaults": {"engine": "tblite", "level": "GFN1-xTB", "shards": 1, "lease_s": 30, "heartbeat_s": 1,
@@ -124,6 +125,8 @@ def test_sdist_and_wheel_carry_workflow_profiles_scripts(dists):
         assert f"pipe_rules/resources/{name}" in infos, f"wheel lacks {name}"
     for name in EXECUTABLE:
         assert infos[f"pipe_rules/resources/{name}"].external_attr >> 16 & 0o111, f"{name} lost its exec bit"
+    for name in PLUGIN:
+        assert name in infos and name in names, f"wheel or sdist lacks {name}"
     assert not [n for n in infos if "__pycache__" in n or n.endswith(".pyc")]
     print(f"wheel {wheel.name}: {wheel.stat().st_size} bytes; sdist {sdist.stat().st_size} bytes")
 
@@ -136,6 +139,16 @@ def test_fresh_venv_has_no_checkout_on_sys_path(fresh_venv, tmp_path):
     module, workflow, path = json.loads(proc.stdout)
     assert module.startswith(str(fresh_venv)) and workflow.startswith(str(fresh_venv)), (module, workflow)
     assert not [p for p in path if p and Path(p).resolve() == REPO], path
+
+
+def test_fresh_venvs_snakemake_finds_the_pipe_rules_executor(fresh_venv, tmp_path):
+    proc = subprocess.run([fresh_venv / "bin" / "python", "-c", "import json; "
+                           "from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry as R; "
+                           "import snakemake_executor_plugin_pipe_rules as p; "
+                           "print(json.dumps(['pipe-rules' in R().get_registered_plugins(), p.__file__]))"],
+                          cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, check=True)
+    found, module = json.loads(proc.stdout)
+    assert found and module.startswith(str(fresh_venv)), module
 
 
 def test_pipe_rules_run_and_doctor_from_an_empty_folder(fresh_venv, tmp_path):
@@ -160,7 +173,7 @@ def test_init_then_plain_snakemake_profile_local(fresh_venv, tmp_path):
                           text=True, check=True)
     assert f"{folder / 'config.yaml'}: written" in init.stdout
     installed = tmp_path / "xdg" / "snakemake"
-    assert sorted(p.name for p in installed.iterdir()) == ["htcondor", "local", "pbs", "sge", "slurm"]
+    assert sorted(p.name for p in installed.iterdir()) == ["htcondor", "local", "lsf", "pbs", "sge", "slurm"]
     starter = yaml.safe_load((folder / "config.yaml").read_text())
     assert starter["campaign"] == "demo"  # the repository's config.yaml, shipped as the starter
     (folder / "config.yaml").write_text(yaml.safe_dump(CAMPAIGN, sort_keys=False))  # the user edits it
