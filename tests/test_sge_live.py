@@ -226,3 +226,26 @@ def test_live_sge_ctrl_c_cancels_with_one_qdel(tmp_path, sge):
         if head.poll() is None:
             head.kill()
         clean_up(env, tmp_path)
+
+
+def test_live_sge_throttle_runs_at_most_max_running_shards_elements_at_once(tmp_path, sge):
+    """max_running_shards: 1 becomes `-tc 1`: qacct shows the three elements one after the other."""
+    env, slots = sge
+    write_config(tmp_path, 6, shards=3, cores=1, max_running_shards=1, options={"sleep_s": 0.5})
+    env = counting_shims(tmp_path / "bin", env)
+    proc = subprocess.run(snakemake(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        (submission,) = shim_calls(tmp_path / "bin", "qsub")
+        assert " -t 1-3 -tc 1 " in submission
+        completed_exactly_once(RunLayout(tmp_path / "runs/test/main"))
+        (number,) = submitted_arrays(tmp_path)
+        wait_until(lambda: len(qacct_tasks(env, number)) == 3, timeout=60, what="qacct of the array", poll_s=0.5)
+
+        def stamp(text: str) -> float:
+            return time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y"))
+
+        spans = sorted((stamp(t["start_time"]), stamp(t["end_time"])) for t in qacct_tasks(env, number).values())
+        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans  # never two at once
+    finally:
+        clean_up(env, tmp_path)
