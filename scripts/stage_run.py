@@ -21,4 +21,5 @@ except PipeRulesError as exc:
 print(report.line(), file=sys.stderr)
 with open(snakemake.output.staged, "w") as handle:
     json.dump({"new_tasks": report.new_tasks, "existing_tasks": report.existing_tasks,
-               "duplicates": report.duplicates}, handle)
+               "duplicates": report.duplicates, "removed_tasks": report.removed_tasks,
+               "removed_owners": list(report.removed_owners), "line": report.line()}, handle)

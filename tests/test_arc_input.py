@@ -38,11 +38,9 @@ BAD = [
      "field 'species.0.label': missing: every species needs a label"),
     ("species:\n  - {label: CH4, smiles: C}\n  - {smiles: CC, multiplicity: 1}\n",
      "field 'species.1.label': missing: every species needs a label"),
-    ("species:\n  - {label: w, smiles: O, xyz: 'O 0 0 0'}\n",
-     "field 'species.0': species 'w' has both smiles and xyz: give one"),
-    ("species:\n  - {label: CH4, smiles: C}\n  - {label: x, adjlist: '1 H u1 p0 c0'}\n",
-     ("field 'species.1': species 'x' has neither smiles nor xyz (adjlist, inchi and file paths are not read "
-      "here): give one")),
+    ("species:\n  - {label: CH4, smiles: C}\n  - {label: x, charge: 0}\n",
+     ("field 'species.1': species 'x': has no structure: give smiles, inchi, adjlist, mol or xyz (a block, an ARC "
+      "xyz dict or a file)")),
     ("species:\n  - {label: CH3, smiles: '[CH3]', multiplicity: 0}\n",
      "field 'species.0.multiplicity': species 'CH3': 0 is not a multiplicity (an integer >= 1)"),
     ("species:\n  - {label: CH3, smiles: '[CH3]', multiplicity: two}\n",
@@ -50,16 +48,17 @@ BAD = [
     ("species:\n  - {label: OH-, smiles: '[OH-]', charge: 0.5}\n",
      "field 'species.0.charge': species 'OH-': 0.5 is not a charge (an integer)"),
     ("species:\n  methanol: {smiles: CO}\n",
-     ("field 'species': must be a list of species (each with label, smiles or xyz, charge, multiplicity), "
-      "not a mapping")),
+     ("field 'species': must be a list of species (each with a label and smiles, inchi, adjlist, mol or xyz (a "
+      "block, an ARC xyz dict or a file)), not a mapping")),
     ("species: CO\n",
-     "field 'species': must be a list of species (each with label, smiles or xyz, charge, multiplicity), not str"),
+     ("field 'species': must be a list of species (each with a label and smiles, inchi, adjlist, mol or xyz (a "
+      "block, an ARC xyz dict or a file)), not str")),
     ("species:\n  - {label: w, xyz: \"O 0 0 0\\nH 0 0.75\"}\n",
      ("field 'species.0.xyz': species 'w': xyz line 2 'H 0 0.75' is not 'Element x y z' (an element symbol and "
       "three coordinates in Angstrom)")),
-    ("species:\n  - {label: w, xyz: ['O 0 0 0', 'O 0 0 1']}\n",
-     ("field 'species.0.xyz': species 'w': must be an xyz text block ('Element x y z' lines, optionally under a "
-      "count and a comment line) or an ARC xyz dict, not list")),
+    ("species:\n  - {label: w, xyz: 7}\n",
+     ("field 'species.0.xyz': species 'w': must be an xyz text block, an ARC xyz dict or a geometry file path, "
+      "not int")),
     ("species:\n  - {label: a, smiles: C}\n  - {label: a, smiles: CC}\n",
      "field 'species.1.label': label 'a' is used twice (also by species 0)"),
     ("project: x\n", "field 'species': missing: an ARC input file lists its species under 'species'"),

@@ -53,7 +53,7 @@ def _edit(config: Path, change) -> None:
     (lambda d: d["defaults"].update(engine="gaussian16"),
      "config.yaml: field 'runs.0.engine': unknown engine 'gaussian16'"),
     (lambda d: d["species"].append({"label": "bad", "smiles": "C1CC(("}),
-     "config.yaml: field 'species': RDKit cannot parse SMILES 'C1CC(('"),
+     "config.yaml: field 'species.3.smiles': species 'bad': RDKit cannot parse SMILES 'C1CC(('"),
     (lambda d: d["defaults"].update(shards=0),
      "config.yaml: field 'defaults.shards': 0 is less than the minimum of 1"),
     (lambda d: d["runs"][0].update(family="species_freq"),

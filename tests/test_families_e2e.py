@@ -168,8 +168,8 @@ def test_a_torsion_outside_the_geometry_names_the_field(tmp_path):
 
 
 @pytest.mark.parametrize("species, message", [
-    ({"label": "a", "smiles": "C", "xyz": WATER}, "give only one of: smiles, xyz"),
-    ({"label": "a"}, "needs one of: smiles, xyz, ts_guesses"),
+    ({"label": "a", "smiles": "C", "inchi": "InChI=1S/CH4/h1H4"}, "give at most one of: smiles, inchi, adjlist"),
+    ({"label": "a"}, "needs one of: smiles, inchi, adjlist, xyz, conformers, ts_guesses"),
     ({"label": "a", "ts_guesses": [HCN_GUESS], "irc_directions": ["backward"]}, "'backward' is not one of"),
 ])
 def test_species_fields_are_checked_by_name(tmp_path, species, message):

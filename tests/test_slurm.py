@@ -108,6 +108,22 @@ def test_a_campaign_of_real_tasks_is_one_array_submission(tmp_path):
     assert {j.split("_")[0] for j in job_ids} == set(submissions)  # results name their array element
 
 
+def test_plain_snakemake_profile_slurm_after_pipe_rules_init(tmp_path):
+    """`snakemake --profile slurm` as written, in a folder holding only config.yaml: `pipe-rules init`
+    installed the profile where Snakemake looks (XDG_CONFIG_HOME here), naming the package's Snakefile."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    subprocess.run([PYTHON, "-m", "pipe_rules", "init", "--profile", "slurm", "--no-config"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    write_config(tmp_path, 6, shards=2)
+    before = slurm_jobs()
+    proc = subprocess.run([PYTHON, "-m", "snakemake", "--profile", "slurm", *FAST_POLLING], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(submissions_since(before, tmp_path)) == 1  # the shards as one array
+    records = read_json(RunLayout(tmp_path / "runs/test/main").records, "records")
+    assert records["run_state"] == "COMPLETED" and len(records["owners"]) == 6
+
+
 def test_scancel_of_element_1_reruns_only_that_element_and_its_siblings_never_fail(tmp_path):
     """snakemake-executor-plugin-slurm 2.8.0 made every element check the FIRST element's outputs
     (upstream #447): cancelling element 1 failed its siblings. Here each element is its own job."""

@@ -114,12 +114,11 @@ def check_executor(profile: Profile) -> Check:
 
 def check_config(path: Path) -> tuple[Campaign | None, Check]:
     """load_campaign, plus what staging checks per run (engine known, family and level supported)."""
-    from pipe_rules.inputs.staging import check_engine
+    from pipe_rules.inputs.staging import check_campaign
 
     try:
         campaign = load_campaign(path)
-        for run in campaign.runs:
-            check_engine(campaign, run)
+        check_campaign(campaign)
     except PipeRulesError as exc:
         return None, Check(FAIL, "config", f"{exc} (engines and run folder not checked)",
                            "correct that field; the schema describes every key (README: Config reference)")
@@ -143,7 +142,7 @@ def check_engines(campaign: Campaign) -> list[Check]:
             checks.append(_importable("cclib", "cclib (reads the programs' logs)", "cclib"))
         else:
             checks.append(Check(OK, f"engine {engine}", "computes nothing (benchmarks, fault injection)"))
-    if any(s.smiles for s in campaign.species):
+    if any(s.structure for s in campaign.species):
         checks.append(_rdkit())
     if any((run.engine, run.family) in GEOMETRIC_USERS for run in campaign.runs):
         checks.append(_importable("geometric", "geomeTRIC (saddle points, IRCs, PySCF optimisations)", "geometric"))

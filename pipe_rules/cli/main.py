@@ -20,9 +20,10 @@ EXIT_HANDED_BACK = 3  # ingestion found unfinished tasks and handed them back to
 
 def _cmd_stage(args) -> int:
     from pipe_rules.inputs.config import load_campaign
-    from pipe_rules.inputs.staging import stage_run
+    from pipe_rules.inputs.staging import check_campaign, stage_run
 
     campaign = load_campaign(args.config)
+    check_campaign(campaign)  # nothing is staged unless every run and species can be
     names = args.run or [r.name for r in campaign.runs if not r.from_run]
     for name in names:
         print(stage_run(campaign, name).line())

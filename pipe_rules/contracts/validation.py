@@ -62,6 +62,10 @@ def _short(err) -> str:
     # "give exactly one of" rules (a species' smiles / xyz / ts_guesses), said in words
     if err.validator == "not" and set(err.validator_value) == {"required"}:
         return f"give only one of: {', '.join(err.validator_value['required'])}"
+    if err.validator == "not" and set(err.validator_value) == {"anyOf"} and all(
+            set(b) == {"required"} for b in err.validator_value["anyOf"]):
+        keys = dict.fromkeys(k for b in err.validator_value["anyOf"] for k in b["required"])
+        return f"give at most one of: {', '.join(keys)}"
     if err.validator in ("anyOf", "oneOf") and all(set(b) == {"required"} for b in err.validator_value):
         return f"needs one of: {', '.join(k for b in err.validator_value for k in b['required'])}"
     return err.message

@@ -34,6 +34,9 @@ def _element(symbol: str) -> str | None:
     return spelled if spelled in _ISOTOPES else None
 
 
+element_symbol = _element  # public name, for other readers of element symbols (adjacency lists)
+
+
 def xyz_dict_from_atoms(symbols: list[str], coords: Any) -> dict[str, Any]:
     """ARC xyz dict with plain Python lists and floats, so it serialises to JSON unchanged."""
     xyz = {"symbols": [str(s) for s in symbols], "isotopes": [_ISOTOPES.get(str(s), 0) for s in symbols],

@@ -34,7 +34,8 @@ from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.host.launch import snakemake_command
 from pipe_rules.inputs.arc_input import ArcSpecies, parse_arc_species
 from pipe_rules.inputs.config import load_campaign, parse_campaign
-from pipe_rules.inputs.staging import check_engine
+from pipe_rules.inputs.spec_parts import check_species
+from pipe_rules.inputs.staging import check_campaign, check_engine
 from pipe_rules.reporting.ingest import ingest
 from pipe_rules.reporting.status import run_status
 from pipe_rules.store.cancel import cancel_run
@@ -196,6 +197,8 @@ class PipeAPI:
         config_path = home / "config.yaml"
         parsed = parse_campaign(config, config_path, base_dir=home)  # one-line errors before any write
         check_engine(parsed, parsed.runs[0])
+        for item in parsed.species:
+            check_species(item)
         config_text = yaml.safe_dump(config, sort_keys=False)
         handle_path = home / "handle.json"
         if handle_path.exists():
@@ -250,7 +253,7 @@ class PipeAPI:
         if layout.run_json.exists() and read_run(layout).state is RunState.CANCELLED:
             raise PipeRulesError(f"run {handle.name!r} was cancelled; create a new run to compute it again",
                                  path=layout.run_json)
-        load_campaign(handle.config)  # fail fast with one line, before snakemake starts
+        check_campaign(load_campaign(handle.config))  # fail fast with one line, before snakemake starts
         home = Path(handle.home)
         exit_file = home / "launcher.exit"
         exit_file.unlink(missing_ok=True)

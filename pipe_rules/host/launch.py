@@ -17,9 +17,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.host.profiles import resolve_profile
 from pipe_rules.host.resources import snakefile
 from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import check_campaign
 from pipe_rules.reporting.progress import CampaignProgress
 from pipe_rules.reporting.report_table import print_table, results_table
 from pipe_rules.store.fsio import read_json
@@ -84,12 +86,13 @@ def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] |
     """`progress_every`: seconds between plain progress lines when stdout is not a terminal (0: none).
     `tty`: force the terminal display on or off (default: whether stdout is a terminal)."""
     campaign = load_campaign(config)  # fail fast, with one line, before Snakemake starts
+    check_campaign(campaign)  # the same line `pipe-rules stage` gives (chemistry included)
     command = snakemake_command(config, profile, extra)
     print("running:", " ".join(command), flush=True)
     tty = sys.stdout.isatty() if tty is None else tty
     console = Console(force_terminal=True) if tty else Console()
     runs = [(run.name, RunLayout(campaign.run_dir(run.name))) for run in campaign.runs]
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     with CampaignProgress(runs, console, tty=tty, every=progress_every):
         for rerun in range(HANDBACK_RERUNS + 1):
             before = {name: _handback_stamp(layout) for name, layout in runs}
@@ -100,11 +103,43 @@ def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] |
             print(f"ingestion handed unfinished tasks of {', '.join(handed)} back to the cluster: running "
                   "snakemake again (it submits an array element per such shard)", flush=True)
     elapsed = time.perf_counter() - started
+    staged, errors = _rule_lines(runs, began)
+    for line in staged:
+        print(f"staged {line}")
     for _, layout in runs:
         if layout.records.exists():
-            print_table(results_table(read_json(layout.records, "ingested results")))
+            try:
+                print_table(results_table(read_json(layout.records, "ingested results")))
+            except PipeRulesError as exc:  # shown, but the rules' own errors below are the point
+                print(f"pipe-rules: cannot show {exc}", file=sys.stderr)
         report = layout.results_dir / "report.html"
         if report.exists():
             print(f"report: {report}")
     print(f"campaign {campaign.name}: snakemake exited {code} after {elapsed:.1f} s")
-    return code
+    for line in errors:  # what the failing rule said in its log, as `pipe-rules stage` would
+        print(line, file=sys.stderr)
+    return 2 if code != 0 and errors else code
+
+
+def _rule_lines(runs: list[tuple[str, RunLayout]], since: float) -> tuple[list[str], list[str]]:
+    """Staging lines of the runs (re)staged by this invocation (from staged.json), and the
+    `pipe-rules: error:` lines rules wrote into their logs during it."""
+    staged, errors = [], []
+    for _, layout in runs:
+        marker = layout.root / "staged.json"
+        try:
+            if marker.stat().st_mtime >= since - 1.0:
+                line = read_json(marker, "staging summary").get("line")
+                if line:
+                    staged.append(line)
+        except (OSError, PipeRulesError, AttributeError):
+            pass
+        for log in sorted(layout.logs_dir.rglob("*.log")) if layout.logs_dir.is_dir() else ():
+            try:
+                if log.stat().st_mtime < since - 1.0:
+                    continue
+                errors += [line for line in log.read_text(errors="replace").splitlines()
+                           if line.startswith("pipe-rules: error:")]
+            except OSError:
+                continue
+    return staged, list(dict.fromkeys(errors))

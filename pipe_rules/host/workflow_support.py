@@ -2,11 +2,21 @@
 
 The Snakefile never lists task folders: its DAG is stage -> K shard jobs -> ingest per run, so
 its size grows with the number of shards, not tasks.
+
+Re-staging an edited campaign: Snakemake re-runs a job only when an input is newer than its
+outputs, and a run's staged.json depends on nothing the config holds. So at parse time each run
+gets `config_fingerprint.json`, the hash of everything its staging reads (its settings, its
+species with their geometries as parsed, the reactions, the tasks file's bytes), rewritten only
+when the hash changes: an edit makes it newer than staged.json, stage_run runs again (adding only
+new tasks), then the shards (workers skip finished tasks) and the ingestion.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +24,8 @@ from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.inputs.campaign import Campaign, RunConfig
 from pipe_rules.inputs.config import parse_campaign
 from pipe_rules.store.layout import shard_name
+
+FINGERPRINT = "config_fingerprint.json"
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,9 @@ class WorkflowPlan:
     def run_names(self) -> list[str]:
         return [r.name for r in self.campaign.runs]
 
+    def fingerprint_file(self, run: str) -> str:
+        return f"{self.campaign_dir}/{run}/{FINGERPRINT}"
+
     def upstream_records(self, run: str) -> list[str]:
         source = self.run(run).from_run
         return [f"{self.campaign_dir}/{source}/results/records.json"] if source else []
@@ -46,4 +61,36 @@ def plan_from_snakemake(config: dict[str, Any], configfiles: list) -> WorkflowPl
         campaign = parse_campaign(config, config_file)
     except PipeRulesError as exc:
         raise SystemExit(f"pipe-rules: error: {exc}") from None
+    for run in campaign.runs:
+        write_fingerprint(campaign, run)
     return WorkflowPlan(campaign, config_file)
+
+
+def run_fingerprint(campaign: Campaign, run: RunConfig) -> str:
+    """sha256 of what staging `run` reads from the config (not where the config file lives)."""
+    chosen = [s for s in campaign.species if run.species is None or s.label in run.species]
+    document = {
+        "run": asdict(run), "lock_mode": campaign.lock_mode,
+        "species": [] if run.tasks_file else
+        [{f.name: getattr(s, f.name) for f in fields(s) if f.name != "origin"} for s in chosen],
+        "reactions": [asdict(r) for r in campaign.reactions] if run.family == "ts_guess_batch_method" else [],
+        "tasks_file": hashlib.sha256(Path(run.tasks_file).read_bytes()).hexdigest()
+        if run.tasks_file and Path(run.tasks_file).is_file() else None,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_fingerprint(campaign: Campaign, run: RunConfig) -> Path:
+    """Write the run's fingerprint file unless it already holds this hash (its mtime is the signal)."""
+    path = campaign.run_dir(run.name) / FINGERPRINT
+    text = json.dumps({"run": run.name, "sha256": run_fingerprint(campaign, run)}) + "\n"
+    try:
+        if path.read_text() == text:
+            return path
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{FINGERPRINT}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+    return path

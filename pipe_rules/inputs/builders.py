@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pipe_rules.contracts.errors import StagingError
+from pipe_rules.contracts.errors import ConfigError, StagingError
 from pipe_rules.contracts.ids import sanitize_label
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.inputs import builders_ts
@@ -45,25 +45,34 @@ def specs_from_species(campaign: Campaign, run: RunConfig, skipped: list[str] | 
         if problem:
             skipped.append(f"{species.label}: {problem}")
             continue
-        charge, mult = charge_multiplicity(species)
-        safe = sanitize_label(species.label)
-        if run.family in CONFORMER_FAMILIES:
-            for index, xyz in enumerate(species_geometries(species, run.n_conformers, run.seed)):
-                payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}
-                yield make_spec(run, f"{safe}_{run.family}_{index}", species.label, payload,
-                                {"conformer_index": index})
-        elif run.family in SPECIES_FAMILIES:
-            xyz = species_geometries(species, run.n_conformers, run.seed)[0]
+        try:
+            specs = list(_species_specs(campaign, run, species))
+        except ValueError as exc:  # RDKit or the xyz parser refused this species' input
+            path, field = species.where(species.structure[0] if species.structure and species.xyz is None else "xyz")
+            raise ConfigError(f"species {species.label!r}: {exc}", path=path or campaign.source, field=field) from None
+        yield from specs
+
+
+def _species_specs(campaign: Campaign, run: RunConfig, species) -> Iterator[TaskSpec]:
+    charge, mult = charge_multiplicity(species)
+    safe = sanitize_label(species.label)
+    if run.family in CONFORMER_FAMILIES:
+        for index, xyz in enumerate(species_geometries(species, run.n_conformers, run.seed, True)):
             payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}
-            yield make_spec(run, f"{safe}_{run.family}", species.label, payload, {})
-        elif run.family == "rotor_scan_1d":
-            xyz = species_geometries(species, 1, run.seed)[0]
-            yield from scan_specs(campaign, run, species, xyz, charge, mult)
-        elif run.family in ("ts_opt", "irc"):
-            yield from builders_ts.ts_species_specs(campaign, run, species, charge, mult)
-        else:
-            raise StagingError(f"staging family {run.family!r} from species is not supported",
-                               path=campaign.source, field=f"runs.{campaign.runs.index(run)}.family")
+            yield make_spec(run, f"{safe}_{run.family}_{index}", species.label, payload,
+                            {"conformer_index": index})
+    elif run.family in SPECIES_FAMILIES:
+        xyz = species_geometries(species, run.n_conformers, run.seed)[0]
+        payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}
+        yield make_spec(run, f"{safe}_{run.family}", species.label, payload, {})
+    elif run.family == "rotor_scan_1d":
+        xyz = species_geometries(species, 1, run.seed)[0]
+        yield from scan_specs(campaign, run, species, xyz, charge, mult)
+    elif run.family in ("ts_opt", "irc"):
+        yield from builders_ts.ts_species_specs(campaign, run, species, charge, mult)
+    else:
+        raise StagingError(f"staging family {run.family!r} from species is not supported",
+                           path=campaign.source, field=f"runs.{campaign.runs.index(run)}.family")
 
 
 def specs_from_records(campaign: Campaign, run: RunConfig, records: dict[str, Any],

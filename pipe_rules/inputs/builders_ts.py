@@ -27,10 +27,14 @@ def ts_species_specs(campaign: Campaign, run: RunConfig, species: Species, charg
     position = campaign.species.index(species)
     if run.family == "ts_opt":
         for index, guess in enumerate(species.ts_guesses):
+            if guess is None:  # no guess at this index (an ARC restart's guesses keyed by conformer_index)
+                continue
             try:
                 xyz = xyz_dict(guess)
             except ValueError as exc:
-                raise ConfigError(str(exc), path=campaign.source, field=f"species.{position}.ts_guesses.{index}") from None
+                path, field = species.where(f"ts_guesses.{index}")
+                raise ConfigError(f"species {species.label!r}: {exc}", path=path or campaign.source,
+                                  field=field if path else f"species.{position}.ts_guesses.{index}") from None
             payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}
             yield make_spec(run, f"{safe}_ts_opt_{index}", species.label, payload, {"ts_guess_index": index})
     else:  # irc of the species' own TS geometry

@@ -41,24 +41,45 @@ class Species:
     xyz: Any = None
     charge: int | None = None
     multiplicity: int | None = None
+    inchi: str | None = None
+    adjlist: str | None = None
+    conformers: tuple[Any, ...] = ()  # given conformers: conf_opt/conf_sp use them instead of embedding
     # 0-based [i, j, k, l] into the species' geometry (xyz, or RDKit's order for a SMILES: heavy
     # atoms first, then explicit H); position in the tuple = rotor_index
     torsions: tuple[tuple[int, int, int, int], ...] = ()
-    ts_guesses: tuple[Any, ...] = ()  # xyz blocks or dicts: non-empty makes a TS species (owner_type species)
+    # xyz blocks or dicts: a non-None one makes a TS species (owner_type species); position = ts_guess_index
+    ts_guesses: tuple[Any, ...] = ()
     irc_directions: tuple[str, ...] = IRC_DIRECTIONS
+    # (file, field) the entry came from, for errors found after parsing (e.g. RDKit refusing a SMILES)
+    origin: tuple[str, str] | None = field(default=None, compare=False)
 
     @property
     def is_ts(self) -> bool:
-        return bool(self.ts_guesses)
+        return any(guess is not None for guess in self.ts_guesses)
+
+    @property
+    def structure(self) -> tuple[str, str] | None:
+        """(key, value) of the species' structure: smiles, inchi or adjlist; None if it has none."""
+        for key in ("adjlist", "inchi", "smiles"):
+            if getattr(self, key):
+                return key, getattr(self, key)
+        return None
+
+    def where(self, key: str) -> tuple[Path | None, str]:
+        """The file and field of one of this species' keys, for a one-line error."""
+        if self.origin is None:
+            return None, f"species.{self.label}.{key}"
+        return Path(self.origin[0]), f"{self.origin[1]}.{key}" if self.origin[1] else key
 
     @classmethod
-    def from_dict(cls, data: dict) -> Species:
+    def from_dict(cls, data: dict, origin: tuple[str, str] | None = None) -> Species:
         """Lists from YAML become tuples: a Species is frozen and its fields are never mutated."""
         data = dict(data)
         data["torsions"] = tuple(tuple(t) for t in data.get("torsions", ()))
         data["ts_guesses"] = tuple(data.get("ts_guesses", ()))
+        data["conformers"] = tuple(data.get("conformers", ()))
         data["irc_directions"] = tuple(data.get("irc_directions", IRC_DIRECTIONS))
-        return cls(**data)
+        return cls(**data, origin=origin)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Staging chemistry with RDKit: conformers from SMILES, charge and multiplicity.
+"""Staging chemistry with RDKit: molecules from SMILES, InChI or an RMG adjacency list, their
+conformers, charge and multiplicity.
 
 RDKit is imported inside the functions: importing this module stays cheap.
 """
@@ -19,7 +20,7 @@ def _quiet() -> Any:
     return rdBase.BlockLogs()
 
 
-def _mol_from_smiles(smiles: str) -> Chem.Mol:
+def mol_from_smiles(smiles: str) -> Chem.Mol:
     from rdkit import Chem
     with _quiet():
         mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
@@ -29,12 +30,63 @@ def _mol_from_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
+def mol_from_inchi(inchi: str) -> Chem.Mol:
+    """An InChI (RDKit's InChI reader), hydrogen atoms added after the heavy atoms."""
+    from rdkit import Chem
+    mol = None
+    if isinstance(inchi, str) and inchi.strip().startswith("InChI="):
+        with _quiet():
+            mol = Chem.MolFromInchi(inchi.strip(), sanitize=True, removeHs=True, logLevel=None)
+    if mol is None:
+        hint = "" if isinstance(inchi, str) and inchi.strip().startswith("InChI=") else \
+            "; an InChI starts with 'InChI=' (e.g. InChI=1S/CH4/h1H4)"
+        raise ValueError(f"RDKit cannot parse InChI {inchi!r}{hint}")
+    return Chem.AddHs(mol)
+
+
+def mol_from_adjlist(text: str) -> Chem.Mol:
+    """An RMG adjacency list, atoms in its order, hydrogen atoms as listed (none added)."""
+    from rdkit import Chem
+
+    from pipe_rules.inputs.adjlist import parse_adjlist
+
+    adj = parse_adjlist(text)
+    kinds = {"S": Chem.BondType.SINGLE, "D": Chem.BondType.DOUBLE, "T": Chem.BondType.TRIPLE,
+             "Q": Chem.BondType.QUADRUPLE, "B": Chem.BondType.AROMATIC}
+    mol = Chem.RWMol()
+    for atom in adj.atoms:
+        new = Chem.Atom(atom.element)
+        new.SetFormalCharge(atom.charge)
+        new.SetNumRadicalElectrons(atom.unpaired)
+        new.SetNoImplicit(True)
+        if atom.isotope:
+            new.SetIsotope(atom.isotope)
+        mol.AddAtom(new)
+    for i, j, order in adj.bonds:
+        mol.AddBond(i, j, kinds[order])
+        if order == "B":
+            bond = mol.GetBondBetweenAtoms(i, j)
+            bond.SetIsAromatic(True)
+            mol.GetAtomWithIdx(i).SetIsAromatic(True)
+            mol.GetAtomWithIdx(j).SetIsAromatic(True)
+    try:
+        with _quiet():
+            Chem.SanitizeMol(mol)
+    except Exception as exc:  # noqa: BLE001 - RDKit raises several sanitisation exception types
+        raise ValueError(f"RDKit refuses the adjacency list's molecule: {' '.join(str(exc).split())}") from None
+    return mol.GetMol()
+
+
+def charge_and_multiplicity(mol: Chem.Mol) -> tuple[int, int]:
+    """Formal charge, and multiplicity = radical electrons + 1 (all radical electrons parallel)."""
+    from rdkit import Chem
+    return Chem.GetFormalCharge(mol), sum(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()) + 1
+
+
 def charge_and_multiplicity_from_smiles(smiles: str) -> tuple[int, int]:
     """Formal charge, and multiplicity = radical electrons + 1: RDKit assumes all radical electrons are
     parallel, so '[CH2]' is a triplet and 'O=O' a singlet; give multiplicity explicitly when that is wrong."""
-    from rdkit import Chem
-    mol = _mol_from_smiles(smiles)
-    return Chem.GetFormalCharge(mol), sum(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()) + 1
+    return charge_and_multiplicity(mol_from_smiles(smiles))
 
 
 def embed_conformers(smiles: str, n: int, seed: int = 42) -> list[dict[str, Any]]:
@@ -48,15 +100,23 @@ def embed_conformers(smiles: str, n: int, seed: int = 42) -> list[dict[str, Any]
     """
     from rdkit import Chem
 
+    return embed_mol(Chem.AddHs(mol_from_smiles(smiles)), n, seed, f"SMILES {smiles!r}")
+
+
+def embed_mol(mol: Chem.Mol, n: int, seed: int = 42, what: str = "the molecule") -> list[dict[str, Any]]:
+    """embed_conformers for a molecule that already has its hydrogen atoms (atom order kept)."""
+    from rdkit import Chem
+
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of conformers must be a positive integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"the conformer seed must be an integer >= 0 (negative means random in RDKit), got {seed!r}")
-    mol = Chem.AddHs(_mol_from_smiles(smiles))
+    mol = Chem.Mol(mol)
+    mol.RemoveAllConformers()
     with _quiet():
         ids = _embed(mol, n, seed)
         if not ids:
-            raise ValueError(f"RDKit could not embed a 3D geometry for SMILES {smiles!r}; try another seed "
+            raise ValueError(f"RDKit could not embed a 3D geometry for {what}; try another seed "
                              "or give the species an xyz geometry")
         energies = _optimise(mol, ids)
     kept = _distinct(mol, sorted(ids, key=lambda c: (energies[c] is None, energies[c] or 0.0, c)), energies)

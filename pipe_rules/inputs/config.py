@@ -17,6 +17,7 @@ from pipe_rules.contracts.validation import first_error
 from pipe_rules.inputs.arc_input import arc_species_dicts
 from pipe_rules.inputs.campaign import RUN_DEFAULTS, Campaign, Reaction, RunConfig, Species
 from pipe_rules.inputs.family_inputs import check_family_inputs
+from pipe_rules.inputs.geometry_files import resolve_entry_files
 from pipe_rules.inputs.yaml_loading import load_yaml
 
 
@@ -36,7 +37,8 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
     _reject_non_finite(data, path)
     check_safe_id(data["campaign"], "campaign", path)  # the schema's '$' lets a trailing newline through
     base = base_dir or (path.parent if path else Path.cwd())
-    species = [dict(s) for s in data.get("species", [])]
+    species = [resolve_entry_files(s, base, path, f"species.{i}") for i, s in enumerate(data.get("species", []))]
+    origins = [(str(path), f"species.{i}") for i in range(len(species))]
     if "species_file" in data:
         species_path = base / data["species_file"]
         listed = load_yaml(species_path, "the species file")
@@ -46,9 +48,13 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
                                          "species": listed})
         if problem:
             raise ConfigError(problem[1], path=species_path, field=problem[0].replace("species.", "", 1))
-        species += listed
-    if "arc_input" in data:  # the species section of an existing ARC input file
-        species += arc_species_dicts(base / data["arc_input"])
+        species += [resolve_entry_files(s, species_path.parent, species_path, str(i)) for i, s in enumerate(listed)]
+        origins += [(str(species_path), str(i)) for i in range(len(listed))]
+    if "arc_input" in data:  # the species (and reactions' TS guesses) of an ARC input or restart file
+        arc_path = base / data["arc_input"]
+        arc = arc_species_dicts(arc_path)
+        species += arc
+        origins += [(str(arc_path), f"species.{i}") for i in range(len(arc))]
     labels = [s["label"] for s in species]
     duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
@@ -63,7 +69,7 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
         name=data["campaign"],
         run_root=run_root,
         lock_mode=data.get("lock_mode", "flock"),
-        species=tuple(Species.from_dict(s) for s in species),
+        species=tuple(Species.from_dict(s, origin) for s, origin in zip(species, origins)),
         runs=tuple(runs),
         source=path,
         reactions=tuple(Reaction(**r) for r in data.get("reactions", [])),

@@ -25,7 +25,7 @@ CHAIN_SOURCES: dict[str, frozenset[str]] = {
 
 
 def has_geometry(species: Species) -> bool:
-    return species.xyz is not None or species.smiles is not None
+    return species.xyz is not None or bool(species.conformers) or species.structure is not None
 
 
 def selected_species(campaign: Campaign, run: RunConfig) -> list[Species]:
@@ -41,7 +41,7 @@ def species_input_problem(family: str, species: Species) -> str | None:
             return "is not a TS species (no ts_guesses)"
         return None if species.xyz is not None else "has no TS xyz: run irc with from_run of a ts_opt run"
     if not has_geometry(species):
-        return "has no smiles or xyz (only ts_guesses): stage it from_run of a ts_opt run"
+        return "has no structure or xyz (only ts_guesses): stage it from_run of a ts_opt run"
     if family == "rotor_scan_1d" and not species.torsions:
         return "has no torsions"
     return None

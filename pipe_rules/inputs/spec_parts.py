@@ -9,10 +9,11 @@ from typing import Any
 from pipe_rules.contracts.errors import ConfigError
 from pipe_rules.contracts.ids import sanitize_label
 from pipe_rules.contracts.spec import TaskSpec
-from pipe_rules.contracts.xyz import validate_xyz_dict, xyz_dict_from_atoms, xyz_dict_from_text
+from pipe_rules.contracts.xyz import _SYMBOLS, validate_xyz_dict, xyz_dict_from_atoms, xyz_dict_from_text
 from pipe_rules.inputs.campaign import Campaign, RunConfig, Species
 
 CONFORMER_FAMILIES = ("conf_opt", "conf_sp")
+_ATOMIC_NUMBER = {symbol: z for z, symbol in enumerate(_SYMBOLS, 1)}
 SPECIES_FAMILIES = ("species_sp", "species_freq")
 
 
@@ -29,19 +30,76 @@ def xyz_dict(value: Any) -> dict:
     return xyz_dict_from_atoms(value["symbols"], value["coords"])
 
 
-def species_geometries(species: Species, count: int, seed: int) -> list[dict]:
-    """Geometries of a species: the given xyz, or `count` RDKit conformers of its SMILES."""
+def molecule(species: Species):
+    """The RDKit molecule of the species' structure, hydrogen atoms included (ValueError if refused)."""
+    chem = _chem()
+    key, value = species.structure
+    if key == "adjlist":
+        return chem.mol_from_adjlist(value)
+    if key == "inchi":
+        return chem.mol_from_inchi(value)
+    from rdkit import Chem
+
+    return Chem.AddHs(chem.mol_from_smiles(value))
+
+
+def species_geometries(species: Species, count: int, seed: int, conformer_family: bool = False) -> list[dict]:
+    """Geometries of a species: its given conformers (conformer families), its xyz, its first given
+    conformer, or `count` RDKit conformers of its structure."""
+    if species.conformers and conformer_family:
+        return [xyz_dict(c) for c in species.conformers]
     if species.xyz is not None:
         return [xyz_dict(species.xyz)]
-    return _chem().embed_conformers(species.smiles, count, seed)
+    if species.conformers:
+        return [xyz_dict(species.conformers[0])]
+    key, value = species.structure
+    return _chem().embed_mol(molecule(species), count, seed, f"{key} {value!r}")
 
 
 def charge_multiplicity(species: Species) -> tuple[int, int]:
+    """From the entry, else from its structure; a geometry alone gives charge 0 and, as ARC assumes,
+    a singlet or a doublet by the parity of its electron count."""
     charge, mult = 0, 1
-    if species.smiles:
-        charge, mult = _chem().charge_and_multiplicity_from_smiles(species.smiles)
-    return (species.charge if species.charge is not None else charge,
-            species.multiplicity if species.multiplicity is not None else mult)
+    structure = species.structure
+    if structure is not None and (species.charge is None or species.multiplicity is None):
+        if structure[0] == "adjlist":
+            from pipe_rules.inputs.adjlist import parse_adjlist
+
+            adj = parse_adjlist(structure[1])
+            charge, mult = adj.charge, adj.multiplicity
+        else:
+            charge, mult = _chem().charge_and_multiplicity(molecule(species))
+    charge = species.charge if species.charge is not None else charge
+    if structure is None and species.multiplicity is None:
+        geometry = species.xyz if species.xyz is not None else next(
+            (g for g in species.conformers + species.ts_guesses if g is not None), None)
+        if geometry is not None:
+            electrons = sum(_ATOMIC_NUMBER[s] for s in xyz_dict(geometry)["symbols"]) - charge
+            mult = 1 + electrons % 2
+    return charge, species.multiplicity if species.multiplicity is not None else mult
+
+
+def check_species(species: Species) -> None:
+    """Everything staging will ask of the species' structure and geometries, as one ConfigError
+    naming its file, field and label: run before anything is staged or submitted."""
+    key = None
+    try:
+        if species.structure is not None:
+            key = species.structure[0]
+            molecule(species)
+        for key, values in (("xyz", [species.xyz]), ("conformers", species.conformers),
+                            ("ts_guesses", species.ts_guesses)):
+            for index, value in enumerate(values):
+                if value is not None:
+                    sub = key if key == "xyz" else f"{key}.{index}"
+                    try:
+                        xyz_dict(value)
+                    except ValueError:
+                        key = sub
+                        raise
+    except ValueError as exc:
+        path, field = species.where(key)
+        raise ConfigError(f"species {species.label!r}: {exc}", path=path, field=field) from None
 
 
 def make_spec(run: RunConfig, task_id: str, owner: str, payload: dict, meta: dict,

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipe_rules.contracts.errors import ConfigError, SpecError, StagingError, StateError
+from pipe_rules.contracts.errors import ConfigError, PipeRulesError, SpecError, StagingError, StateError
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.engines import UnknownEngineError, get_engine
 from pipe_rules.inputs.builders import specs_from_records, specs_from_species
 from pipe_rules.inputs.campaign import Campaign, RunConfig
+from pipe_rules.inputs.spec_parts import check_species
 from pipe_rules.store.fsio import atomic_write_json, read_json, touch_new, write_new_json
 from pipe_rules.store.layout import RunLayout, shard_name
 from pipe_rules.store.locks import locked
@@ -35,12 +36,17 @@ class StageReport:
     existing_tasks: int
     duplicates: int
     skipped: tuple[str, ...] = ()  # "owner: why it gave no task of this family"
+    removed_tasks: int = 0  # staged earlier, no longer made by the config: kept, results and all
+    removed_owners: tuple[str, ...] = ()
 
     def line(self) -> str:
         text = (f"{self.run_dir}: {self.new_tasks} new task(s), {self.existing_tasks} already staged, "
                 f"{self.duplicates} duplicate input(s) merged")
         if self.skipped:
             text += f"; skipped {len(self.skipped)} owner(s) without input: {'; '.join(self.skipped)}"
+        if self.removed_tasks:
+            text += (f"; kept {self.removed_tasks} staged task(s) of {len(self.removed_owners)} owner(s) no longer "
+                     f"in the config, with their results: {', '.join(self.removed_owners)}")
         return text
 
 
@@ -56,6 +62,31 @@ def check_engine(campaign: Campaign, run: RunConfig) -> None:
     if engine.levels is not None and run.level not in engine.levels:
         raise ConfigError(f"engine {run.engine!r} has no level {run.level!r} (levels: {', '.join(sorted(engine.levels))})",
                           path=campaign.source, field=f"{where}.level")
+
+
+def check_campaign(campaign: Campaign) -> None:
+    """The whole campaign as staging will see it, before anything is staged or submitted: every
+    run's engine, family and level; its tasks file's specs; every species' structure (RDKit) and
+    geometries; and no run
+    already staged with another family/engine/level/resources. Raises the same one-line errors
+    staging would."""
+    for run in campaign.runs:
+        check_engine(campaign, run)
+        if run.tasks_file:
+            specs_from_tasks_file(run)
+        layout = RunLayout(campaign.run_dir(run.name))
+        if layout.run_json.exists():
+            _check_key(read_run(layout), run, layout)
+    for species in campaign.species:
+        check_species(species)
+
+
+def _check_key(record: RunRecord, run: RunConfig, layout: RunLayout) -> None:
+    if record.key != run.homogeneity_key:
+        diff = {k: (record.key.get(k), v) for k, v in run.homogeneity_key.items() if record.key.get(k) != v}
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise StagingError(f"run was staged with a different family/engine/level/resources ({changes}); "
+                           "one run holds one kind of task: give the run a new name", path=layout.run_json)
 
 
 def build_specs(campaign: Campaign, run: RunConfig, skipped: list[str] | None = None) -> list[TaskSpec]:
@@ -119,6 +150,10 @@ def _dedupe(specs: list[TaskSpec]) -> tuple[list[TaskSpec], dict[str, dict]]:
 def stage_run(campaign: Campaign, run_name: str) -> StageReport:
     run = campaign.run(run_name)
     layout = RunLayout(campaign.run_dir(run.name))
+    if not run.from_run and not run.tasks_file:
+        for species in campaign.species:  # one line naming the file, field and species, before any write
+            if run.species is None or species.label in run.species:
+                check_species(species)
     skipped: list[str] = []
     specs, aliases = _dedupe(build_specs(campaign, run, skipped))
     record = _open_run(campaign, run, layout)
@@ -140,6 +175,7 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
         created += made_state
         ours.append([spec.task_id, shard, spec.fingerprint])
     new_aliases = {k: v for k, v in aliases.items() if k not in known}
+    removed, removed_owners = _removed(layout, old, {s.task_id for s in specs} | set(aliases))
     with locked(layout.manifest_lock, campaign.lock_mode):  # a concurrent stager may have written it meanwhile
         entries, merged_aliases = merge_manifest(read_manifest(layout), ours, new_aliases)
         atomic_write_json(layout.manifest, {"run_id": record.run_id, "tasks": entries, "aliases": merged_aliases})
@@ -153,18 +189,28 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
         update_run(layout, campaign.lock_mode, staged)
     if created:  # the specs are in the page cache now: the first `status` need not read 100,000 of them
         load_owner_index(layout)
-    return StageReport(layout.root, created, len(specs) - created, len(aliases), tuple(skipped))
+    return StageReport(layout.root, created, len(specs) - created, len(aliases), tuple(skipped), removed,
+                       removed_owners)
+
+
+def _removed(layout: RunLayout, old: dict, current: set[str]) -> tuple[int, tuple[str, ...]]:
+    """Staged tasks the config no longer makes (a species taken out): counted and named, never touched."""
+    gone = [entry[0] for entry in old["tasks"] if entry[0] not in current]
+    owners = {alias["owner_key"] for task_id, alias in old["aliases"].items() if task_id not in current}
+    for task_id in gone:
+        try:
+            owners.add(load_spec(layout.spec(task_id)).owner_key)
+        except PipeRulesError:
+            owners.add(task_id)
+    gone_aliases = [task_id for task_id in old["aliases"] if task_id not in current]
+    return len(gone) + len(gone_aliases), tuple(sorted(owners))
 
 
 def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecord:
     """Create run.json, or check that the existing run has the same homogeneity key."""
     if layout.run_json.exists():
         record = read_run(layout)
-        if record.key != run.homogeneity_key:
-            diff = {k: (record.key.get(k), v) for k, v in run.homogeneity_key.items() if record.key.get(k) != v}
-            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise StagingError(f"run was staged with a different family/engine/level/resources ({changes}); "
-                               "one run holds one kind of task: give the run a new name", path=layout.run_json)
+        _check_key(record, run, layout)
         return record
     for sub in (layout.tasks_dir, layout.pending_dir, layout.inflight_dir, layout.shards_dir,
                 layout.results_dir, layout.logs_dir, layout.root / "locks"):
@@ -206,4 +252,4 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
         return shard, False
 
 
-__all__ = ["StageReport", "stage_run", "build_specs", "specs_from_tasks_file"]
+__all__ = ["StageReport", "stage_run", "build_specs", "check_campaign", "specs_from_tasks_file"]

@@ -2,6 +2,7 @@ rule stage_run:
     """Write specs, states and queue tokens of one run (idempotent; never overwrites results)."""
     input:
         upstream=stage_inputs,
+        fingerprint=fingerprint_of,
     output:
         staged=f"{CAMPAIGN_DIR}/{{run}}/staged.json",
     log:

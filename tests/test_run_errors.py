@@ -1,0 +1,37 @@
+"""`pipe-rules run` fails with the line `pipe-rules stage` gives: the campaign is checked before
+Snakemake starts, and what a rule could only find out inside Snakemake is shown from its log."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import h2_species, pipe_rules_cli, write_config
+
+
+def test_bad_tasks_file_is_refused_before_snakemake(tmp_path):
+    (tmp_path / "tasks.json").write_text('[{"task_id": "x"}]')
+    config = write_config(tmp_path, runs=[{"name": "r", "family": "species_sp", "tasks_file": "tasks.json"}])
+    staged = pipe_rules_cli("stage", str(config), cwd=tmp_path)
+    run = pipe_rules_cli("run", str(config), cwd=tmp_path)
+    assert staged.returncode == run.returncode == 2
+    assert run.stderr == staged.stderr and staged.stderr.count("\n") == 1
+    assert staged.stderr.startswith(f"pipe-rules: error: {tmp_path / 'tasks.json'}: field '0.")
+    assert "snakemake" not in run.stdout and not (tmp_path / "runs").exists()
+
+
+def test_failing_rule_line_is_shown_and_exit_2(tmp_path):
+    """Run b stages from run a's records; those records are damaged after a finished: only b's
+    staging rule, inside Snakemake, can see it. Its one line is printed, and the exit code is 2."""
+    config = write_config(tmp_path, species=h2_species(2), runs=[{"name": "a", "family": "conf_sp"},
+                                                                 {"name": "b", "family": "species_sp", "from_run": "a"}])
+    first = pipe_rules_cli("run", str(config), "--progress-every", "0", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    records = tmp_path / "runs" / "test" / "a" / "results" / "records.json"
+    json.loads(records.read_text())
+    records.write_text("{")
+    second = pipe_rules_cli("run", str(config), "--progress-every", "0", cwd=tmp_path)
+    assert second.returncode == 2, second.stdout + second.stderr
+    line = second.stderr.splitlines()[-1]
+    assert line.startswith(f"pipe-rules: error: {records}: ") and "results of run 'a'" in line
+    log = (tmp_path / "runs" / "test" / "b" / "logs" / "stage_run.log").read_text()
+    assert line in log.splitlines()
