@@ -166,7 +166,8 @@ class PipeAPI:
                    engine: str | None = None, level: str | None = None, campaign: str = "arc",
                    **settings: Any) -> RunHandle:
         """A run from ready TaskSpecs (one kind: see pipe_rules.api.plan) or from ARC species records
-        (label, smiles or xyz, charge, multiplicity) plus family/engine/level. `settings` are run
+        as ARC writes them (smiles, inchi, adjlist, xyz, conformers, TS guesses...: inputs.arc_species)
+        plus family/engine/level. `settings` are run
         settings of the campaign config (shards, lease_s, n_conformers, options...). Creating the same
         run again returns its handle; a different input under the same name is refused."""
         check_safe_id(name, "name")
