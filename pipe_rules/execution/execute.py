@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pipe_rules.contracts.errors import SpecError
 from pipe_rules.contracts.result import ResultRecord
 from pipe_rules.contracts.spec import TaskSpec
-from pipe_rules.engines import get_engine
+from pipe_rules.engines import engine_version, get_engine
 from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass
 from pipe_rules.execution.identity import worker_identity
 from pipe_rules.execution.metering import TaskMeter
@@ -70,7 +70,7 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         base.update(family=spec.family, owner_type=spec.owner_type, owner_key=spec.owner_key,
                     engine=spec.engine, level=spec.level, ingestion_metadata=spec.ingestion_metadata)
         engine = get_engine(spec.engine)
-        base["engine_version"] = engine.version()
+        base["engine_version"] = engine_version(engine)
         workdir = attempt_dir  # engine files sit beside result.json; one folder less to create per task
         workdir.mkdir(parents=True, exist_ok=True)
         os.chdir(workdir)

@@ -24,15 +24,15 @@ from pipe_rules.inputs.spec_parts import make_spec, xyz_dict
 
 def ts_species_specs(campaign: Campaign, run: RunConfig, species: Species, charge: int, mult: int) -> Iterator[TaskSpec]:
     safe = sanitize_label(species.label)
-    position = campaign.species.index(species)
     if run.family == "ts_opt":
         for index, guess in enumerate(species.ts_guesses):
             if guess is None:  # no guess at this index (an ARC restart's guesses keyed by conformer_index)
                 continue
             try:
                 xyz = xyz_dict(guess)
-            except ValueError as exc:
+            except ValueError as exc:  # the position only on error: index() per species is O(N^2) at 20,000
                 path, field = species.where(f"ts_guesses.{index}")
+                position = None if path else campaign.species.index(species)
                 raise ConfigError(f"species {species.label!r}: {exc}", path=path or campaign.source,
                                   field=field if path else f"species.{position}.ts_guesses.{index}") from None
             payload = {"xyz": xyz, "charge": charge, "multiplicity": mult}

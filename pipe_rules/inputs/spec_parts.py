@@ -116,9 +116,9 @@ def scan_specs(campaign: Campaign, run: RunConfig, species: Species, xyz: dict, 
     """One rotor_scan_1d task per torsion of the species entry; rotor_index = its list position.
     The resolution is the run's, written into the payload (the worker never reads run settings)."""
     n_atoms = len(xyz["symbols"])
-    position = campaign.species.index(species)
     for rotor_index, torsion in enumerate(species.torsions):
         if max(torsion) >= n_atoms:
+            position = campaign.species.index(species)  # only on error: per species it is O(N^2)
             raise ConfigError(f"torsion {list(torsion)} indexes atom {max(torsion)} but the geometry has {n_atoms} "
                               "atoms (0-based; with SMILES, explicit H atoms follow the heavy atoms)",
                               path=campaign.source, field=f"species.{position}.torsions.{rotor_index}")
