@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Ingestion entry point: `scripts/ingest_run.py RUN_DIR` writes RUN_DIR/results/records.json."""
+"""Ingestion entry point: `scripts/ingest_run.py RUN_DIR` writes RUN_DIR/results/records.jsonl, failed.jsonl and summary.json."""
 
 import sys
 

@@ -21,10 +21,10 @@ from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.contracts.xyz import xyz_dict_from_text
 from pipe_rules.host.api import OwnerRecord, PipeAPI, RunPoll
 from pipe_rules.host.planner import plan
-from pipe_rules.store.fsio import read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.records_io import load_records
 
 # ARC-style species records; conformer optimisations of these take 0.1-1 s each here
 SPECIES = [{"label": "butanol", "smiles": "CCCCO"}, {"label": "pentane", "smiles": "CCCCC"},
@@ -169,7 +169,7 @@ def test_cancel_stops_the_launcher_and_cancels_unfinished_tasks(tmp_path):
     assert results.run_state == "CANCELLED"
     with pytest.raises(PipeRulesError, match="run 'slow' was cancelled; create a new run to compute it again"):
         api.launch("slow")
-    records = read_json(RunLayout(Path(api.handle("slow").run_dir)).records, "records")
+    records = load_records(RunLayout(Path(api.handle("slow").run_dir)))
     assert records["task_counts"] == results.task_counts
 
 

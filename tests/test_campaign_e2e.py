@@ -12,12 +12,12 @@ from ase.units import Bohr
 from conftest import PYTHON, REPO, pipe_rules_cli, write_config
 from tblite.interface import Calculator
 
-from pipe_rules.store.fsio import read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.states import TaskState
 from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.records_io import load_records
 
 SPECIES = [{"label": "ethanol", "smiles": "CCO"}, {"label": "butane", "smiles": "CCCC"},
            {"label": "water", "xyz": "O 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692"}]
@@ -60,7 +60,7 @@ def test_every_task_completed_once_and_results_are_valid(campaign):
 
 
 def test_optimised_energies_match_tblite_called_directly(campaign):
-    records = read_json(campaign / "runs/test/conformers/results/records.json", "records")
+    records = load_records(RunLayout(campaign / "runs/test/conformers"))
     assert records["run_state"] == "COMPLETED"
     assert set(records["owners"]) == {"ethanol", "butane", "water"}
     for owner in records["owners"].values():
@@ -71,8 +71,8 @@ def test_optimised_energies_match_tblite_called_directly(campaign):
 
 
 def test_single_points_use_the_lowest_conformer_at_the_run_level(campaign):
-    conformers = read_json(campaign / "runs/test/conformers/results/records.json", "records")["owners"]
-    energies = read_json(campaign / "runs/test/energies/results/records.json", "records")["owners"]
+    conformers = load_records(RunLayout(campaign / "runs/test/conformers"))["owners"]
+    energies = load_records(RunLayout(campaign / "runs/test/energies"))["owners"]
     for label, owner in energies.items():
         best = conformers[label]["most_stable_xyz"]
         assert owner["e_elect_hartree"] == pytest.approx(tblite_energy(best, "GFN1-xTB"), abs=1e-7)

@@ -24,6 +24,7 @@ from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.states import TaskState
 from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.records_io import load_records
 
 ODD_LABEL = "<b>h2 & co</b>"  # any string is a valid species label: it must reach HTML escaped
 
@@ -135,14 +136,16 @@ def test_status_counts_and_cpu_hours_per_owner(mixed_run, monkeypatch):
 def test_records_cost_per_owner_and_run_and_the_report_escapes_labels(mixed_run, tmp_path):
     layout = mixed_run
     run_worker(layout.root, install_signals=False, linger=False)  # the 2 pending tasks
-    records = ingest(layout)
+    ingest(layout)
+    records = load_records(layout)
     results = {t: r for t, r in results_of_existing(layout).items()}
     assert len(results) == 5  # the cancelled task never ran
     run_cost = records["cost"]
     assert run_cost["tasks"] == 6 and run_cost["attempts"] == 5
     assert run_cost["cpu_hours"] == pytest.approx(sum(r["resources"]["cpu_hours"] for r in results.values()))
     assert run_cost["elapsed_s"] >= max(r["timings"]["wall_s"] for r in results.values())
-    assert sorted(run_cost["attempt_wall_s"]) == sorted(round(r["timings"]["wall_s"], 6) for r in results.values())
+    assert sorted(run_cost["attempt_wall_s_sample"]) == sorted(round(r["timings"]["wall_s"], 6) for r in results.values())
+    assert run_cost["attempt_wall_s_count"] == 5  # below the sample size: every attempt is in it
     owners = records["owners"]
     assert sum(o["cost"]["cpu_hours"] for o in owners.values()) == pytest.approx(run_cost["cpu_hours"])
     assert owners["h2_copy"]["cost"] == {"tasks": 1, "attempts": 0, "cpu_hours": 0.0, "cpu_hours_used": 0.0,

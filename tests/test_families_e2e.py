@@ -18,7 +18,8 @@ from test_campaign_e2e import snakemake
 from pipe_rules.contracts.errors import ConfigError
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
-from pipe_rules.store.fsio import read_json
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.records_io import load_records
 
 WATER = "O 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469"
 HCN_GUESS = "C 0 0 0\nN 1.18 0 0\nH 0.59 1.0 0"  # H bridging C and N
@@ -62,7 +63,7 @@ def campaign(tmp_path_factory):
 
 
 def records(folder, run):
-    return read_json(folder / "runs" / "test" / run / "results" / "records.json", "records")
+    return load_records(RunLayout(folder / "runs" / "test" / run))
 
 
 def h_distances(xyz):

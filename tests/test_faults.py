@@ -34,8 +34,9 @@ from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import claim_and_start, finish, orphan_if_expired
-from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.manifest import manifest_task_ids, read_manifest
 from pipe_rules.store.reconcile import orphan_expired_inflight, reconcile
+from pipe_rules.store.records_io import load_records
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TERMINAL_TASK_STATES, RunState, TaskState
 from pipe_rules.store.task_files import read_result
@@ -189,8 +190,9 @@ def test_leftover_temp_files_of_killed_writers_are_ignored_by_readers(staged_run
                layout.attempt_dir(task_id, 0) / ".result.json.deadhost.4242.tmp",
                layout.root / ".run.json.deadhost.4242.tmp",
                layout.root / ".run.json.deadhost.4242.new",
-               layout.root / ".manifest.json.deadhost.4242.tmp",
-               layout.results_dir / ".records.json.deadhost.4242.tmp"]
+               layout.root / ".manifest.tsv.deadhost.4242.tmp",
+               layout.results_dir / ".summary.json.deadhost.4242.tmp",
+               layout.results_dir / ".records.jsonl.deadhost.4242.tmp"]
     for path in planted:
         path.write_text(garbage)
     state_before = layout.state(task_id).read_bytes()
@@ -203,7 +205,7 @@ def test_leftover_temp_files_of_killed_writers_are_ignored_by_readers(staged_run
     assert "removed 0 stale temp file(s)" in repaired.stdout  # another host's, and young: maybe live
     assert all(path.exists() for path in planted)
     pipe_rules_cli("ingest", str(layout.root), check=True)
-    records = json.loads(layout.records.read_text())
+    records = load_records(layout)
     assert records["failed"] == [] and len(records["owners"]) == 3
     assert run_worker(layout.root, install_signals=False).completed == 0
     assert layout.state(task_id).read_bytes() == state_before
@@ -254,7 +256,7 @@ def test_two_concurrent_snakemake_invocations_complete_each_task_once(tmp_path):
     for task_id in manifest_task_ids(layout):
         assert [p.parent.name for p in layout.task_dir(task_id).glob("attempts/*/result.json")] == ["0"], task_id
     _assert_no_tokens_left(layout)
-    records = json.loads(layout.records.read_text())
+    records = load_records(layout)
     assert records["failed"] == [] and len(records["owners"]) == 40
 
 
@@ -485,16 +487,23 @@ def test_corrupt_run_json_is_one_line_naming_it_in_every_command(finished, corru
 @pytest.mark.parametrize("corruption", ["truncated", "empty", "missing-tasks"])
 @pytest.mark.parametrize("command", ["ingest", "stage"])
 def test_corrupt_manifest_is_one_line_naming_it(finished, corruption, command):
-    """The commands that read manifest.json (ingest, stage) stop with one line naming it when it is corrupt."""
+    """The commands that read manifest.tsv (ingest, stage) stop with one line naming it when it is corrupt;
+    an emptied manifest is what a stager killed before its first append leaves: ingest refuses it (it
+    lists fewer tasks than run.json counts), staging again lists every staged task again."""
     manifest = finished.manifest
+    listed = manifest.read_bytes()
     {**CORRUPTIONS, "missing-tasks": lambda p: p.write_text("{}\n")}[corruption](manifest)
     before = _tree_digest(finished.root)
     args = [str(finished.root.parents[2] / "config.yaml")] if command == "stage" else [str(finished.root)]
+    if command == "stage" and corruption == "empty":
+        assert pipe_rules_cli(command, *args).returncode == 0
+        assert sorted(manifest.read_bytes().splitlines()) == sorted(listed.splitlines())
+        return
     _one_line_error(pipe_rules_cli(command, *args), manifest)
     assert _tree_digest(finished.root) == before
 
 
-@pytest.mark.parametrize("name", ["run.json", "manifest.json", "spec.json"])
+@pytest.mark.parametrize("name", ["run.json", "manifest.tsv", "spec.json"])
 def test_repair_hint_in_corrupt_file_errors_works(finished, name):
     """An error that says "run 'pipe-rules reconcile' to repair it" is one reconcile actually repairs."""
     task_id = manifest_task_ids(finished)[0]
@@ -717,7 +726,7 @@ def test_four_concurrent_stagers_stage_each_task_once_while_workers_drain(tmp_pa
                 proc.kill()
                 proc.wait()
     assert sum(staged) == n, f"states created per stager: {staged}"
-    manifest = json.loads(layout.manifest.read_text())
+    manifest = read_manifest(layout)
     ids = [entry[0] for entry in manifest["tasks"]]
     assert len(ids) == len(set(ids)) == n and read_run(layout).n_tasks == n
     shard_of = {entry[0]: entry[1] for entry in manifest["tasks"]}
@@ -747,6 +756,6 @@ def test_racing_stager_never_overwrites_a_state_a_worker_moved_on(staged_run):
     assert (report.new_tasks, report.existing_tasks) == (0, 3)
     assert _tree_digest(layout.root / "tasks") == before
     assert _files_under(layout.root / "queue") == []
-    manifest = json.loads(layout.manifest.read_text())
+    manifest = read_manifest(layout)
     assert sorted(e[0] for e in manifest["tasks"]) == sorted(_states(layout))
     assert all(read_state(layout, t).shard == shard for t, shard, _ in manifest["tasks"])

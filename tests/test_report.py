@@ -17,11 +17,11 @@ from test_cost_status import parse_tables
 from test_families_e2e import SPECIES, config
 
 from pipe_rules.reporting.report_table import hours
-from pipe_rules.store.fsio import read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.records_io import load_records
 
 BUTANE = {"label": "butane", "smiles": "CCCC"}  # anti and gauche: a real conformer spread
 RUNS = [
@@ -108,7 +108,7 @@ def test_plots_appear_exactly_for_the_data_present_and_are_valid_pngs(campaign, 
 def test_summary_and_owner_tables_hold_the_results_numbers(campaign, run):
     folder = campaign[0]
     layout = layout_of(folder, run)
-    records = read_json(layout.records, "records")
+    records = load_records(layout)
     results = all_results(layout)
     tables = parse_tables(report(folder, run))
     summary = dict(tables["summary"])
@@ -150,7 +150,7 @@ def test_cpu_hours_are_cores_times_wall_time(campaign):
 def test_run_prints_plain_progress_lines_when_not_on_a_terminal(campaign):
     folder, stdout = campaign
     for run in PLOTS:
-        counts = read_json(layout_of(folder, run).records, "records")["task_counts"]
+        counts = load_records(layout_of(folder, run))["task_counts"]
         total, done = sum(counts.values()), counts.get("COMPLETED", 0)
         line = f"progress {run}: {total}/{total} ended ({done} done, {total - done} failed, 0 running, 0 pending)"
         assert line in stdout.splitlines()

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import PYTHON, REPO, wait_until, write_config
 
-from pipe_rules.store.fsio import read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.states import TaskState
 from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.records_io import load_records
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # This machine's filesystem is local: no need for the profile's 60 s latency allowance.
@@ -101,7 +101,7 @@ def test_a_campaign_of_real_tasks_is_one_array_submission(tmp_path):
     assert sorted(int(e["ArrayTaskId"]) for e in elements) == [1, 2, 3, 4]
     layout = RunLayout(tmp_path / "runs/test/main")
     assert_completed_exactly_once(layout)
-    records = read_json(layout.records, "records")
+    records = load_records(layout)
     assert len(records["owners"]) == 24 and records["run_state"] == "COMPLETED"
     assert all(r["e_elect_hartree"] < -0.9 for r in records["owners"].values())
     job_ids = {read_result(layout.result(t, 0))["worker"]["scheduler_job_id"] for t in manifest_task_ids(layout)}
@@ -193,4 +193,4 @@ def test_an_interrupted_run_resumes_on_slurm_without_redoing_work(tmp_path, firs
     assert_completed_exactly_once(layout)
     for task_id, content in finished.items():
         assert layout.result(task_id, read_state(layout, task_id).attempt_index).read_bytes() == content
-    assert read_json(layout.records, "records")["run_state"] == "COMPLETED"
+    assert load_records(layout)["run_state"] == "COMPLETED"

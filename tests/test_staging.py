@@ -15,6 +15,7 @@ from pipe_rules.store.manifest import manifest_task_ids, read_manifest
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import RunState
 from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.records_io import load_records
 
 
 def test_identical_inputs_are_computed_once_and_shared(tmp_path):
@@ -26,7 +27,8 @@ def test_identical_inputs_are_computed_once_and_shared(tmp_path):
     assert read_manifest(layout)["aliases"] == {
         "h2_copy_species_sp": {"of": "h2_0_species_sp", "owner_key": "h2_copy", "ingestion_metadata": {}}}
     run_worker(layout.root, install_signals=False)
-    records = ingest(layout)
+    ingest(layout)
+    records = load_records(layout)
     assert set(records["owners"]) == {"h2_0", "h2_1", "h2_copy"}
     assert records["owners"]["h2_copy"]["sp_task_id"] == "h2_copy_species_sp"
 

@@ -11,9 +11,9 @@ from test_campaign_e2e import tblite_energy
 from pipe_rules.contracts.validation import schema
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
-from pipe_rules.store.fsio import read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.records_io import load_records
 
 TUTORIAL = REPO / "examples" / "tutorial"
 FILES = sorted(TUTORIAL.glob("*.yaml"))
@@ -64,7 +64,7 @@ def test_smallest_tutorial_runs_end_to_end_through_the_local_profile(tmp_path):
     path = TUTORIAL / "species_sp.yaml"
     proc = pipe_rules_cli("run", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    records = read_json(tmp_path / "runs" / "tutorial" / "species_sp" / "results" / "records.json", "records")
+    records = load_records(RunLayout(tmp_path / "runs" / "tutorial" / "species_sp"))
     assert records["run_state"] == "COMPLETED" and records["failed"] == []
     water = records["owners"]["water"]
     direct = tblite_energy({"symbols": ["O", "H", "H"], "coords": [[0, 0, 0.117], [0, 0.757, -0.469],

@@ -16,6 +16,7 @@ from pipe_rules.contracts.errors import ConfigError, PipeRulesError
 from pipe_rules.store.layout import RunLayout
 
 EXIT_HANDED_BACK = 3  # ingestion found unfinished tasks and handed them back to the cluster
+RESULTS_TABLE_OWNERS = 1000  # rows `results` prints by default: a run can have 1,000,000 owners
 
 
 def _cmd_stage(args) -> int:
@@ -85,16 +86,24 @@ def _cmd_status(args) -> int:
 
 def _cmd_results(args) -> int:
     from pipe_rules.reporting.report_table import print_table, results_table
-    from pipe_rules.store.fsio import read_json
+    from pipe_rules.store.records_io import iter_failed, iter_owner_records, load_records, read_summary
 
     layout = RunLayout(Path(args.run_dir))
-    records = read_json(layout.records, "ingested results (run 'pipe-rules ingest' first)")
-    if args.json:
-        print(json.dumps(records, indent=1))
-    else:
-        print_table(results_table(records))
-        for fail in records["failed"]:
-            print(f"{fail['status']}: {fail['task_id']} ({fail['failure_class']}: {fail['failure_reason']})")
+    if args.json:  # JSON Lines: the summary, then one line per owner, then one per failed task
+        print(json.dumps(read_summary(layout)))
+        for record in iter_owner_records(layout):
+            print(json.dumps({"owner": record}))
+        for fail in iter_failed(layout):
+            print(json.dumps({"failed": fail}))
+        return 0
+    limit = args.owners or None
+    records = load_records(layout, max_owners=limit, max_failed=limit)
+    print_table(results_table(records))
+    for fail in records["failed"]:
+        print(f"{fail['status']}: {fail['task_id']} ({fail['failure_class']}: {fail['failure_reason']})")
+    if limit and (records["n_owners"] > limit or records["n_failed"] > limit):
+        print(f"first {limit} of {records['n_owners']} owners and {records['n_failed']} failed tasks "
+              f"(--owners 0 for all; every record is in {layout.records})")
     return 0
 
 
@@ -131,9 +140,11 @@ def _cmd_ingest(args) -> int:
     if settled.unfinished:
         print(f"pipe-rules: error: {settled.line(layout)}", file=sys.stderr)
         return EXIT_HANDED_BACK
-    records = ingest(layout, reconciled=True)
+    ingest(layout, reconciled=True)
     if args.table:
-        print_table(results_table(records))
+        from pipe_rules.store.records_io import load_records
+
+        print_table(results_table(load_records(layout, max_owners=RESULTS_TABLE_OWNERS)))
     if args.report:
         from pipe_rules.reporting.report_html import write_report
 
@@ -199,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
                              ("results", _cmd_results, "the ingested records")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table" if name == "status" else
+                       "print JSON Lines: the summary, then {\"owner\": ...} per owner, {\"failed\": ...} per failed task")
+        if name == "results":
+            p.add_argument("--owners", type=int, default=RESULTS_TABLE_OWNERS, metavar="N",
+                           help=f"rows of the table and failed tasks listed (default {RESULTS_TABLE_OWNERS}; 0: all)")
         if name == "status":
             p.add_argument("--exact", action="store_true",
                            help="read every task's state file instead of counting queue tokens")
@@ -215,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel every task that has not finished")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_cancel)
-    p = sub.add_parser("ingest", help="reconcile, write results/records.json (never runs a task; "
+    p = sub.add_parser("ingest", help="reconcile, write results/ (records.jsonl, summary.json; never runs a task; "
                                       "unfinished work is handed back to the cluster, exit 3)")
     p.add_argument("run_dir")
     p.add_argument("--wait", type=float, default=None, metavar="SECONDS",

@@ -42,6 +42,7 @@ from pipe_rules.store.cancel import cancel_run
 from pipe_rules.store.fsio import atomic_write_json, atomic_write_text, read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.locks import locked
+from pipe_rules.store.records_io import load_records, read_summary, results_exist
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import TERMINAL_RUN_STATES, RunState
 
@@ -343,12 +344,12 @@ class PipeAPI:
             raise PipeRulesError(f"run {handle.name!r} is not finished ({polled.run_state}: {left}); {hint}",
                                  path=handle.run_dir)
         layout = RunLayout(Path(handle.run_dir))
-        records = read_json(layout.records, "ingested results") if layout.records.exists() else None
-        if (records is None or records.get("run_state") != polled.run_state
-                or sum(records.get("task_counts", {}).values()) < sum(polled.counts.values())):
+        summary = read_summary(layout) if results_exist(layout) else None
+        if (summary is None or summary.get("run_state") != polled.run_state
+                or sum(summary.get("task_counts", {}).values()) < sum(polled.counts.values())):
             layout.results_dir.mkdir(exist_ok=True)  # snakemake removes empty output folders of jobs it never ran
-            records = ingest(layout)  # e.g. cancelled, or the launcher died before ingesting
-        return _results(handle.name, records, layout)
+            ingest(layout)  # e.g. cancelled, or the launcher died before ingesting
+        return _results(handle.name, load_records(layout), layout)
 
     def _save(self, handle: RunHandle) -> None:
         atomic_write_json(Path(handle.home) / "handle.json", asdict(handle), pretty=True)

@@ -27,6 +27,9 @@ from pipe_rules.reporting.report_table import print_table, results_table
 from pipe_rules.store.fsio import read_json
 from pipe_rules.store.handback import handback_marker
 from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.records_io import load_records, results_exist
+
+RESULTS_TABLE_OWNERS = 1000  # owners in the table printed after a run (all are in records.jsonl)
 
 INTERRUPT_GRACE_S = 30.0  # how long Snakemake may take to stop its jobs after Ctrl-C
 HANDBACK_RERUNS = 2  # Snakemake passes after ingestion handed unfinished tasks back to the cluster
@@ -107,9 +110,9 @@ def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] |
     for line in staged:
         print(f"staged {line}")
     for _, layout in runs:
-        if layout.records.exists():
+        if results_exist(layout):
             try:
-                print_table(results_table(read_json(layout.records, "ingested results")))
+                print_table(results_table(load_records(layout, max_owners=RESULTS_TABLE_OWNERS)))
             except PipeRulesError as exc:  # shown, but the rules' own errors below are the point
                 print(f"pipe-rules: cannot show {exc}", file=sys.stderr)
         report = layout.results_dir / "report.html"

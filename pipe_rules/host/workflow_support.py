@@ -51,7 +51,7 @@ class WorkflowPlan:
 
     def upstream_records(self, run: str) -> list[str]:
         source = self.run(run).from_run
-        return [f"{self.campaign_dir}/{source}/results/records.json"] if source else []
+        return [f"{self.campaign_dir}/{source}/results/summary.json"] if source else []
 
 
 def plan_from_snakemake(config: dict[str, Any], configfiles: list) -> WorkflowPlan:

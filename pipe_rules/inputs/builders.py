@@ -14,7 +14,7 @@ earlier run's records in `builders_chain`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipe_rules.contracts.errors import ConfigError, StagingError
@@ -76,6 +76,6 @@ def _species_specs(campaign: Campaign, run: RunConfig, species) -> Iterator[Task
                            path=campaign.source, field=f"runs.{campaign.runs.index(run)}.family")
 
 
-def specs_from_records(campaign: Campaign, run: RunConfig, records: dict[str, Any],
+def specs_from_records(campaign: Campaign, run: RunConfig, family: str, owners: Iterable[tuple[str, dict[str, Any]]],
                        skipped: list[str] | None = None) -> Iterator[TaskSpec]:
-    return chained_specs(campaign, run, records, skipped if skipped is not None else [])
+    return chained_specs(campaign, run, family, owners, skipped if skipped is not None else [])

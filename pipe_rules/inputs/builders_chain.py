@@ -11,7 +11,7 @@ An owner without a usable result (every conformer failed, no acceptable TS) is s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipe_rules.contracts.errors import StagingError
@@ -22,14 +22,15 @@ from pipe_rules.inputs.campaign import IRC_DIRECTIONS, Campaign, RunConfig
 from pipe_rules.inputs.spec_parts import SPECIES_FAMILIES, make_spec, scan_specs
 
 
-def specs_from_records(campaign: Campaign, run: RunConfig, records: dict[str, Any],
+def specs_from_records(campaign: Campaign, run: RunConfig, family: str, owners: Iterable[tuple[str, dict[str, Any]]],
                        skipped: list[str]) -> Iterator[TaskSpec]:
+    """`owners`: (owner key, owner record) of the earlier run, as records.jsonl holds them (sorted)."""
     wanted = set(run.species) if run.species is not None else None
     by_label = {s.label: s for s in campaign.species}
-    for owner, record in sorted(records.get("owners", {}).items()):
+    for owner, record in owners:
         if wanted is not None and owner not in wanted:
             continue
-        if records.get("family") == "ts_opt":
+        if family == "ts_opt":
             yield from _from_ts(run, owner, record, by_label.get(owner), skipped)
         else:
             yield from _from_conformers(campaign, run, owner, record, by_label.get(owner), skipped)

@@ -2,28 +2,36 @@
 
 Staging the same campaign twice adds nothing and changes nothing; a spec already on disk is
 never overwritten (a different input under the same task id is refused), and states and results
-of staged tasks are never touched. Everything is validated before the first write.
+of staged tasks are never touched. Everything is checked before the first write: the specs are
+read twice, once to check and once to write, in batches, so a run of 1,000,000 tasks from a JSON
+Lines tasks file is staged in bounded memory (~100 bytes a task for the checks).
 Two stagers of one run at once (two Snakemake invocations) are safe: every spec, state and
-token is created only if absent, and the manifest is merged under a short lock.
+token is created only if absent, and the manifest is appended to under a short lock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipe_rules.contracts.errors import ConfigError, PipeRulesError, SpecError, StagingError, StateError
+import numpy as np
+
+from pipe_rules.contracts.errors import ConfigError, SpecError, StagingError, StateError
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.engines import UnknownEngineError, get_engine
 from pipe_rules.inputs.builders import specs_from_records, specs_from_species
 from pipe_rules.inputs.campaign import Campaign, RunConfig
 from pipe_rules.inputs.spec_parts import check_species
-from pipe_rules.store.fsio import atomic_write_json, read_json, touch_new, write_new_json
+from pipe_rules.inputs.tasks_file import iter_tasks_file, specs_from_tasks_file
+from pipe_rules.store.fsio import touch_new, write_new_json
 from pipe_rules.store.layout import RunLayout, shard_name
 from pipe_rules.store.locks import locked
-from pipe_rules.store.manifest import merge_manifest, read_manifest
-from pipe_rules.store.owner_index import load_owner_index
-from pipe_rules.store.runrecord import RunRecord, read_run, update_run
+from pipe_rules.store.manifest import Entry, iter_aliases, iter_entries, migrate_v1
+from pipe_rules.store.manifest_append import Known, ManifestWriter
+from pipe_rules.store.owner_index import id_array, load_owner_index
+from pipe_rules.store.records_io import read_owner_records
+from pipe_rules.store.runrecord import RUN_SCHEMA_VERSION, RunRecord, read_run, update_run
 from pipe_rules.store.states import RunState
 from pipe_rules.store.task_files import load_spec
 from pipe_rules.store.taskstate import TaskStateRecord, read_state, write_initial_state
@@ -73,7 +81,8 @@ def check_campaign(campaign: Campaign) -> None:
     for run in campaign.runs:
         check_engine(campaign, run)
         if run.tasks_file:
-            specs_from_tasks_file(run)
+            for _ in iter_tasks_file(run):  # every spec checked, none kept: a tasks file can hold 1,000,000
+                pass
         layout = RunLayout(campaign.run_dir(run.name))
         if layout.run_json.exists():
             _check_key(read_run(layout), run, layout)
@@ -90,61 +99,77 @@ def _check_key(record: RunRecord, run: RunConfig, layout: RunLayout) -> None:
 
 
 def build_specs(campaign: Campaign, run: RunConfig, skipped: list[str] | None = None) -> list[TaskSpec]:
-    """The run's specs; owners that give no task of the family are appended to `skipped`."""
+    """The run's specs in memory (small runs, the planner, tests); staging reads them as a stream."""
+    return list(spec_source(campaign, run, skipped)())
+
+
+def spec_source(campaign: Campaign, run: RunConfig,
+                skipped: list[str] | None = None) -> Callable[[], Iterator[TaskSpec]]:
+    """A function that yields the run's specs afresh on each call (staging reads them twice: once
+    to check everything, once to write). A tasks file is read again from disk, line by line for
+    JSON Lines, so 1,000,000 specs never sit in memory; specs built from species or an earlier
+    run's records are built once and kept."""
     check_engine(campaign, run)
     if run.tasks_file:
-        return specs_from_tasks_file(run)
+        return lambda: iter_tasks_file(run)
     try:
         if run.from_run:
             source = RunLayout(campaign.run_dir(run.from_run))
-            records = read_json(source.records, f"results of run {run.from_run!r}")
-            return list(specs_from_records(campaign, run, records, skipped))
-        return list(specs_from_species(campaign, run, skipped))
+            family, owners = read_owner_records(source, f"results of run {run.from_run!r}")
+            specs = list(specs_from_records(campaign, run, family, owners, skipped))
+        else:
+            specs = list(specs_from_species(campaign, run, skipped))
     except ValueError as exc:  # chemistry input RDKit or the xyz parser refused
         raise ConfigError(str(exc), path=campaign.source, field="species") from None
+    return lambda: iter(specs)
 
 
-def specs_from_tasks_file(run: RunConfig) -> list[TaskSpec]:
-    """Ready specs from a host (pipe_rules.api): each validated, and all of the run's one kind."""
-    path = Path(run.tasks_file)
-    try:
-        data = read_json(path, "tasks file")
-    except StateError as exc:
-        raise ConfigError(exc.message, path=path) from None
-    if not isinstance(data, list) or not data:
-        raise ConfigError("must be a non-empty JSON list of task specs", path=path)
-    specs = []
-    for index, item in enumerate(data):
-        try:
-            spec = TaskSpec.from_dict(item)
-        except SpecError as exc:
-            where = f"{index}.{exc.field}" if exc.field else str(index)
-            raise ConfigError(exc.message, path=path, field=where) from None
-        for name, wanted in run.homogeneity_key.items():
-            if spec.homogeneity_key[name] != wanted:
-                raise ConfigError(f"{spec.homogeneity_key[name]!r} but run {run.name!r} has {wanted!r}: one run "
-                                  "holds one kind of task", path=path, field=f"{index}.{name}")
-        specs.append(spec)
-    return specs
+CHUNK = 5000  # specs per batch of writes and manifest append
 
 
-def _dedupe(specs: list[TaskSpec]) -> tuple[list[TaskSpec], dict[str, dict]]:
-    """Keep the first spec of each fingerprint; the others become aliases that share its result."""
-    kept: dict[str, TaskSpec] = {}
-    aliases: dict[str, dict] = {}
-    ids: set[str] = set()
+def _check(layout: RunLayout, source: Callable[[], Iterator[TaskSpec]]) -> tuple[Known, dict[int, str], int, tuple]:
+    """Pass 1, no writes: duplicate ids, inputs changed since an earlier staging, merged duplicates.
+    Returns what is staged already, {position: first task id} of inputs merged into an earlier
+    one, and the number of specs. Columns of numpy arrays: ~100 bytes a spec."""
+    known = Known.of(layout)
+    ids, fps = [], []
+    for chunk in _chunks(source()):
+        chunk_ids = [s.task_id for s in chunk]
+        chunk_fps = [bytes.fromhex(s.fingerprint) for s in chunk]
+        for task_id, fp, staged in zip(chunk_ids, chunk_fps, known.fingerprints(chunk_ids)):
+            if staged is not None and staged != fp:
+                raise StagingError(f"task {task_id} is already staged with a different input; refusing to "
+                                   "overwrite it (use a new run name to change inputs)", path=layout.spec(task_id))
+        ids.append(id_array(chunk_ids))
+        fps.append(np.array(chunk_fps, dtype="S32"))
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype="S1")
+    all_fps = np.concatenate(fps) if fps else np.zeros(0, dtype="S32")
+    order = np.argsort(all_ids, kind="stable")
+    twice = np.nonzero(all_ids[order][1:] == all_ids[order][:-1])[0]
+    if len(twice):
+        task_id = all_ids[order][twice[0]].decode()
+        raise SpecError(f"task id {task_id!r} generated twice (species labels that differ only in "
+                        "unsafe characters?)", field="task_id")
+    order = np.argsort(all_fps, kind="stable")
+    same = np.nonzero(all_fps[order][1:] == all_fps[order][:-1])[0] + 1
+    merged: dict[int, str] = {}
+    for at in same.tolist():  # the first of each run of equal fingerprints is the one computed
+        first = at
+        while first > 0 and all_fps[order][first - 1] == all_fps[order][at]:
+            first -= 1
+        merged[int(order[at])] = all_ids[order[first]].decode()
+    return known, merged, len(all_ids), _removed(layout, known, all_ids)
+
+
+def _chunks(specs: Iterator[TaskSpec]) -> Iterator[list[TaskSpec]]:
+    chunk: list[TaskSpec] = []
     for spec in specs:
-        if spec.task_id in ids:
-            raise SpecError(f"task id {spec.task_id!r} generated twice (species labels that differ only in "
-                            "unsafe characters?)", field="task_id")
-        ids.add(spec.task_id)
-        first = kept.get(spec.fingerprint)
-        if first is None:
-            kept[spec.fingerprint] = spec
-        else:
-            aliases[spec.task_id] = {"of": first.task_id, "owner_key": spec.owner_key,
-                                     "ingestion_metadata": spec.ingestion_metadata}
-    return list(kept.values()), aliases
+        chunk.append(spec)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def stage_run(campaign: Campaign, run_name: str) -> StageReport:
@@ -155,54 +180,59 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
             if run.species is None or species.label in run.species:
                 check_species(species)
     skipped: list[str] = []
-    specs, aliases = _dedupe(build_specs(campaign, run, skipped))
-    record = _open_run(campaign, run, layout)
-    old = read_manifest(layout)
-    known = {entry[0]: entry for entry in old["tasks"]}
-    for spec in specs:  # refuse before writing anything
-        entry = known.get(spec.task_id)
-        if entry is not None and entry[2] != spec.fingerprint:
-            raise StagingError(f"task {spec.task_id} is already staged with a different input; refusing to "
-                               "overwrite it (use a new run name to change inputs)", path=layout.spec(spec.task_id))
-    new = [s for s in specs if s.task_id not in known]
-    start = len(old["tasks"])
-    ours: list[list[str]] = []
-    created = 0
+    source = spec_source(campaign, run, skipped)
+    if layout.manifest_v1.exists():  # a run staged by schema 1: its manifest becomes two streams
+        with locked(layout.manifest_lock, campaign.lock_mode):
+            migrate_v1(layout)
+    known, merged, total, removed = _check(layout, source)  # refuse before writing anything
+    _open_run(campaign, run, layout)
+    writer = ManifestWriter(layout, campaign.lock_mode, known)
+    created = new = 0
     made: set = set()
-    for offset, spec in enumerate(new):
-        shard, made_state = _write_task(layout, spec, shard_name((start + offset) % run.shards),
-                                        run.max_attempts, made)
-        created += made_state
-        ours.append([spec.task_id, shard, spec.fingerprint])
-    new_aliases = {k: v for k, v in aliases.items() if k not in known}
-    removed, removed_owners = _removed(layout, old, {s.task_id for s in specs} | set(aliases))
-    with locked(layout.manifest_lock, campaign.lock_mode):  # a concurrent stager may have written it meanwhile
-        entries, merged_aliases = merge_manifest(read_manifest(layout), ours, new_aliases)
-        atomic_write_json(layout.manifest, {"run_id": record.run_id, "tasks": entries, "aliases": merged_aliases})
+    position = 0
+    for chunk in _chunks(source()):
+        for spec in chunk:
+            first = merged.get(position)
+            position += 1
+            if first is not None:
+                writer.alias(spec.task_id, {"of": first, "owner_key": spec.owner_key,
+                                            "ingestion_metadata": spec.ingestion_metadata})
+                continue
+            if known.has(spec.task_id):
+                continue
+            shard, made_state = _write_task(layout, spec, shard_name((known.count + new) % run.shards),
+                                            run.max_attempts, made)
+            new += 1
+            created += made_state
+            writer.add(Entry(spec.task_id, shard, spec.fingerprint, spec.owner_key))
+        writer.flush()
+    n_tasks = writer.close()
 
-        def staged(rec: RunRecord) -> None:
-            rec.n_tasks = len(entries)
-            rec.shards = run.shards
-            if created or rec.state is RunState.CREATED:
-                rec.move(RunState.STAGED, f"staged {created} new task(s)")
+    def staged(rec: RunRecord) -> None:
+        rec.n_tasks = n_tasks
+        rec.shards = run.shards
+        rec.schema_version = RUN_SCHEMA_VERSION
+        if created or rec.state is RunState.CREATED:
+            rec.move(RunState.STAGED, f"staged {created} new task(s)")
 
-        update_run(layout, campaign.lock_mode, staged)
-    if created:  # the specs are in the page cache now: the first `status` need not read 100,000 of them
+    update_run(layout, campaign.lock_mode, staged)
+    if created:  # what `status` maps token names to owners with: built now, not on its first call
         load_owner_index(layout)
-    return StageReport(layout.root, created, len(specs) - created, len(aliases), tuple(skipped), removed,
-                       removed_owners)
+    return StageReport(layout.root, created, total - len(merged) - created, len(merged), tuple(skipped),
+                       *removed)
 
 
-def _removed(layout: RunLayout, old: dict, current: set[str]) -> tuple[int, tuple[str, ...]]:
-    """Staged tasks the config no longer makes (a species taken out): counted and named, never touched."""
-    gone = [entry[0] for entry in old["tasks"] if entry[0] not in current]
-    owners = {alias["owner_key"] for task_id, alias in old["aliases"].items() if task_id not in current}
-    for task_id in gone:
-        try:
-            owners.add(load_spec(layout.spec(task_id)).owner_key)
-        except PipeRulesError:
-            owners.add(task_id)
-    gone_aliases = [task_id for task_id in old["aliases"] if task_id not in current]
+def _removed(layout: RunLayout, known: Known, current: np.ndarray) -> tuple[int, tuple[str, ...]]:
+    """Staged tasks (and aliases) the config no longer makes (a species taken out): counted and
+    their owners named, never touched. `current`: every id the config makes now (numpy bytes)."""
+    gone: set[str] = set()
+    if known.count:
+        gone = {t.decode() for t in known.ids[~np.isin(known.ids, current)].tolist()}
+    listed = sorted(known.aliases)
+    present = np.isin(id_array(listed), current) if listed else np.zeros(0, dtype=bool)
+    gone_aliases = {alias for alias, here in zip(listed, present.tolist()) if not here}
+    owners = {e.owner or e.task_id for e in iter_entries(layout) if e.task_id in gone} if gone else set()
+    owners |= {str(alias["owner_key"]) for a, alias in iter_aliases(layout) if a in gone_aliases}
     return len(gone) + len(gone_aliases), tuple(sorted(owners))
 
 
@@ -252,4 +282,5 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
         return shard, False
 
 
-__all__ = ["StageReport", "stage_run", "build_specs", "check_campaign", "specs_from_tasks_file"]
+__all__ = ["StageReport", "stage_run", "build_specs", "check_campaign", "spec_source", "specs_from_tasks_file",
+           "iter_tasks_file"]

@@ -3,7 +3,9 @@
 It holds a summary (tasks per state, CPU-hours, wall time, peak memory), one row per owner (its
 tasks, the family's numbers, its cost), the failures, and the plots of `report_plots` that the
 run has data for, embedded as base64 PNG so the page can be mailed or copied alone. Everything
-comes from records.json (ingestion's output); every text put into the page is HTML-escaped.
+comes from the ingested results, read as a stream: the summary, the first MAX_OWNER_ROWS owners
+(plots draw from the same rows) and the first MAX_FAILURE_ROWS failures, so a run of 1,000,000
+tasks renders in bounded memory; every text put into the page is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any, Iterable
 
 from pipe_rules.reporting.report_plots import PLOTS, png_bytes
 from pipe_rules.reporting.report_table import duration, hours, owner_columns
-from pipe_rules.store.fsio import atomic_write_text, read_json
+from pipe_rules.store.fsio import atomic_write_text
 from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.records_io import load_records
 
 REPORT_NAME = "report.html"
 MAX_OWNER_ROWS = 500
@@ -119,20 +122,22 @@ def _plots(records: dict[str, Any]) -> list[str]:
 def render_report(records: dict[str, Any]) -> str:
     title = f"pipe_rules report: {records['run_id']}"
     header, rows = owner_rows(records)
-    n_owners = len(rows)
+    n_owners = records.get("n_owners", len(rows))
     body = [f"<h1>{escape(title)}</h1>", "<h2>Summary</h2>",
             _table("summary", ["", "value"], [([k, v], "") for k, v in summary_rows(records)]),
             f"<h2>Per owner ({n_owners})</h2>",
             _table("owners", header, rows[:MAX_OWNER_ROWS])]
     if n_owners > MAX_OWNER_ROWS:
-        body.append(f'<p class="note">first {MAX_OWNER_ROWS} of {n_owners} owners; all are in records.json</p>')
+        body.append(f'<p class="note">first {MAX_OWNER_ROWS} of {n_owners} owners; all are in '
+                    'results/records.jsonl</p>')
     failures = records.get("failed", [])
+    n_failed = records.get("n_failed", len(failures))
     if failures:
-        body += [f"<h2>Tasks that did not complete ({len(failures)})</h2>",
+        body += [f"<h2>Tasks that did not complete ({n_failed})</h2>",
                  _table("failures", ["task", "owner", "state", "class", "reason", "engine message"],
                         _failure_rows(records))]
-        if len(failures) > MAX_FAILURE_ROWS:
-            body.append(f'<p class="note">first {MAX_FAILURE_ROWS} of {len(failures)}; all are in records.json</p>')
+        if n_failed > MAX_FAILURE_ROWS:
+            body.append(f'<p class="note">first {MAX_FAILURE_ROWS} of {n_failed}; all are in results/failed.jsonl</p>')
     plots = _plots(records)
     if plots:
         body += ["<h2>Plots</h2>", *plots]
@@ -142,8 +147,8 @@ def render_report(records: dict[str, Any]) -> str:
 
 
 def write_report(layout: RunLayout, out: Path | None = None) -> Path:
-    """Render the run's records.json into `out` (default: results/report.html); returns the path."""
-    records = read_json(layout.records, "ingested results (run 'pipe-rules ingest' first)")
+    """Render the run's ingested results into `out` (default: results/report.html); returns the path."""
+    records = load_records(layout, max_owners=MAX_OWNER_ROWS, max_failed=MAX_FAILURE_ROWS)
     path = Path(out) if out is not None else default_path(layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, render_report(records))

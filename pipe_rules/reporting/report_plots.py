@@ -1,8 +1,8 @@
 """The report's plots, each drawn only when the run has its data (matplotlib, Agg, no pyplot state).
 
-Every function takes the run's records (records.json) and returns a Figure, or None when the run
-has nothing to show in it. Big runs are capped (the first MAX_SERIES owners or rotors) and the
-title says so.
+Every function takes the run's records (the summary with a sample of owners and the first
+failures, store/records_io.load_records) and returns a Figure, or None when the run has nothing to
+show in it. Big runs are capped (the first MAX_SERIES owners or rotors) and the title says so.
 """
 
 from __future__ import annotations
@@ -106,15 +106,18 @@ def irc_profiles(records: dict[str, Any]) -> Figure | None:
 
 def task_durations(records: dict[str, Any]) -> Figure | None:
     """How long attempts took: a long tail is what to look at before choosing the walltime."""
-    walls = (records.get("cost") or {}).get("attempt_wall_s") or []
+    cost = records.get("cost") or {}
+    walls = cost.get("attempt_wall_s_sample") or []
     if not walls:
         return None
+    total = cost.get("attempt_wall_s_count", len(walls))
     fig = _figure(6.0, 3.5)
     ax = fig.add_subplot()
     ax.hist(walls, bins=min(40, max(5, len(walls) // 2)), color="tab:green")
     ax.set_xlabel("attempt wall time / s")
     ax.set_ylabel("attempts")
-    ax.set_title(f"Task durations ({len(walls)} attempts)")
+    ax.set_title(f"Task durations ({len(walls)} attempts)" if total == len(walls) else
+                 f"Task durations (a sample of {len(walls):,} of {total:,} attempts)")
     return fig
 
 

@@ -19,9 +19,14 @@ from pipe_rules.contracts.errors import StateError
 _HOST = socket.gethostname()
 
 
+def temp_name(path: Path) -> Path:
+    """The temp file a writer of `path` fills before renaming it over `path`: unique per host and process."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
+
+
 def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
     """Write `text` to `path` by temp file + rename; the temp name is unique per host and process."""
-    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
+    tmp = temp_name(path)
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -107,9 +112,9 @@ def remove_if_present(path: Path) -> bool:
 
 # Temp files of the writers above: `.<target>.<host>.<pid>.tmp` (atomic_write_text) and
 # `.<target>.<host>.<pid>.new` (write_new_json). A writer killed between open and rename leaves one.
-# Only JSON targets are recognised (all a run folder holds), so an engine's own temp files in an
+# Only JSON, JSON Lines and TSV targets are recognised (all a run folder holds), so an engine's own temp files in an
 # attempt folder never match.
-_TEMP_NAME = re.compile(r"^\.(?P<target>[^/]+?\.json)\.(?P<host>[^/]+)\.(?P<pid>\d+)\.(?:tmp|new)$")
+_TEMP_NAME = re.compile(r"^\.(?P<target>[^/]+?\.(?:json|jsonl|tsv))\.(?P<host>[^/]+)\.(?P<pid>\d+)\.(?:tmp|new)$")
 DEAD_WRITER_GRACE_S = 10.0  # a temp file lives for milliseconds; give a dead writer's file this long anyway
 STALE_TEMP_AGE_S = 3600.0  # a temp file of another host (or a pid we cannot judge) is stale only this old
 

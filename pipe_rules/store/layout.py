@@ -43,7 +43,16 @@ class RunLayout:
 
     @property
     def manifest(self) -> Path:
+        """One line per task (store/manifest.py); schema-1 runs had `manifest_v1` instead."""
+        return self.root / "manifest.tsv"
+
+    @property
+    def manifest_v1(self) -> Path:
         return self.root / "manifest.json"
+
+    @property
+    def aliases(self) -> Path:
+        return self.root / "aliases.jsonl"
 
     @property
     def manifest_lock(self) -> Path:
@@ -118,7 +127,22 @@ class RunLayout:
         return self.root / "results"
 
     @property
+    def summary(self) -> Path:
+        """The run-level results (counts, cost, what else was written): written last by ingestion."""
+        return self.results_dir / "summary.json"
+
+    @property
     def records(self) -> Path:
+        """One JSON line per owner (reporting/records_io.py)."""
+        return self.results_dir / "records.jsonl"
+
+    @property
+    def failed_records(self) -> Path:
+        return self.results_dir / "failed.jsonl"
+
+    @property
+    def records_v1(self) -> Path:
+        """What schema-1 ingestion wrote (everything in one document)."""
         return self.results_dir / "records.json"
 
     @property

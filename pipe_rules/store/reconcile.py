@@ -17,6 +17,7 @@ from pathlib import Path
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store.fsio import atomic_write_json, read_json, remove_if_present, stale_temp_reason
 from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import shard_of
 from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens
 from pipe_rules.store.runrecord import RunRecord, read_run, update_run
 from pipe_rules.store.states import (
@@ -109,7 +110,6 @@ def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) 
 
 def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False) -> ReconcileReport:
     run = read_run(layout)
-    shard_of = _shards_from_manifest(layout)
     counts: Counter[TaskState] = Counter()
     report = ReconcileReport(RunState.CREATED, {})
     now = time.time()
@@ -120,10 +120,11 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False)
             if changed is not None:
                 (report.salvaged if changed.salvaged else report.orphaned).append(task_id)
         except StateError as exc:
-            if not repair or task_id not in shard_of:
+            shard = shard_of(layout, task_id) if repair else None  # read only here: 1M shards take 200 MB
+            if shard is None:
                 report.unrepairable.append(str(exc))
                 continue
-            state = _rebuild_state(layout, task_id, run, shard_of[task_id])
+            state = _rebuild_state(layout, task_id, run, shard)
             report.repaired.append(task_id)
         if repair:
             repair_tokens(layout, state)
@@ -153,14 +154,6 @@ def sweep_stale_temps(layout: RunLayout, now: float) -> list[str]:
                 if why and remove_if_present(path):
                     removed.append(f"{path}: {why}")
     return removed
-
-
-def _shards_from_manifest(layout: RunLayout) -> dict[str, str]:
-    try:
-        data = read_json(layout.manifest, "run manifest")
-        return {entry[0]: entry[1] for entry in data["tasks"]}
-    except (StateError, KeyError, TypeError, IndexError):
-        return {}
 
 
 def _drop_stale_inflight(layout: RunLayout) -> None:

@@ -13,7 +13,7 @@ PYTHON = sys.executable
 
 
 def all_records():
-    return [f"{CAMPAIGN_DIR}/{run}/results/records.json" for run in PLAN.run_names()]
+    return [f"{CAMPAIGN_DIR}/{run}/results/summary.json" for run in PLAN.run_names()]
 
 
 def stage_inputs(wildcards):

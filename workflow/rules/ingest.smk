@@ -1,13 +1,14 @@
 rule ingest_run:
-    """Reconcile and write one results document keyed by owner, and the run's HTML report
-    beside it. Runs on the submit host and never runs a task: unfinished work is handed back to
-    the cluster (the shards' summaries are removed, so the next pass submits elements for them).
+    """Reconcile and write the results (one line per owner in records.jsonl, summary.json last),
+    and the run's HTML report beside them. Runs on the submit host and never runs a task:
+    unfinished work is handed back to the cluster (the shards' summaries are removed, so the
+    next pass submits elements for them).
     """
     input:
         shards=shard_records,
         staged=f"{CAMPAIGN_DIR}/{{run}}/staged.json",
     output:
-        records=f"{CAMPAIGN_DIR}/{{run}}/results/records.json",
+        summary=f"{CAMPAIGN_DIR}/{{run}}/results/summary.json",
         report=f"{CAMPAIGN_DIR}/{{run}}/results/report.html",
     log:
         f"{CAMPAIGN_DIR}/{{run}}/logs/ingest_run.log",

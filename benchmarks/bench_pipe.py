@@ -1,0 +1,140 @@
+"""The pipe_rules part of bench.py: N no-op tasks staged, drained by W workers and ingested, each step
+its own process, arriving as a big campaign does: a JSON Lines tasks file of owners with 50
+conformers each (20,000 species x 50 conformers at 1,000,000), written and staged as streams."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from bench_measure import PY, cli, floor_ms, help_calls, inodes, largest_folder, run_all, traced
+
+CONFORMERS = 50  # tasks per owner
+
+
+def write_tasks_file(path: Path, n: int) -> None:
+    """N ready conf_opt specs (noop engine) of ceil(N/50) owners, one JSON line each."""
+    from pipe_rules.contracts.spec import fingerprint  # only in the child that writes the file
+
+    with open(path, "w") as handle:
+        for i in range(n):
+            owner, conformer = divmod(i, CONFORMERS)
+            payload = {"xyz": {"symbols": ["H", "H"], "isotopes": [1, 1],
+                               "coords": [[0.0, 0.0, 0.0], [0.0, 0.0, round(0.5 + conformer * 1e-3 + owner * 1e-7, 9)]]},
+                       "charge": 0, "multiplicity": 1}
+            spec = {"schema_version": 1, "task_id": f"s{owner}_conf_opt_{conformer}", "family": "conf_opt",
+                    "owner_type": "species", "owner_key": f"s{owner}", "engine": "noop", "level": "GFN2-xTB",
+                    "cores": 1, "memory_mb": 2000, "walltime_min": 60, "input_payload": payload,
+                    "ingestion_metadata": {"conformer_index": conformer}, "options": {},
+                    "fingerprint": fingerprint("conf_opt", "noop", "GFN2-xTB", {}, payload)}
+            handle.write(json.dumps(spec, separators=(",", ":")) + "\n")
+
+
+def write_campaign(folder: Path, n: int, workers: int) -> Path:
+    """In a child process, so this script never holds N specs."""
+    code = (f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_pipe; "
+            "bench_pipe.write_tasks_file(pathlib.Path(sys.argv[1]), int(sys.argv[2]))")
+    subprocess.run([PY, "-c", code, str(folder / "tasks.jsonl"), str(n)], check=True)
+    config = {"campaign": "bench", "run_root": str(folder / "runs"),
+              "defaults": {"engine": "noop", "level": "GFN2-xTB", "shards": workers, "lease_s": 300,
+                           "heartbeat_s": 30, "linger_s": 0},
+              "runs": [{"name": "main", "family": "conf_opt", "tasks_file": "tasks.jsonl"}]}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def worker_cmds(run_dir: Path, workers: int) -> list[list[str]]:
+    return [cli("work", str(run_dir), "--shard", f"shard-{i:03d}", "--no-linger") for i in range(workers)]
+
+
+def completed_in_records(run_dir: Path) -> int:
+    code = "import json, sys; print(json.load(open(sys.argv[1]))['task_counts'].get('COMPLETED', 0))"
+    out = subprocess.run([PY, "-c", code, str(run_dir / "results" / "summary.json")], check=True,
+                         capture_output=True, text=True).stdout
+    return int(out)
+
+
+def status_step(run_dir: Path, *extra: str) -> tuple[float, float, dict]:
+    proc = run_all([cli("status", str(run_dir), "--json", *extra)], capture=True)[0]
+    return proc.seconds, proc.peak_rss_mb, json.loads(proc.stdout)
+
+
+def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
+    try:
+        config = write_campaign(folder, n, workers)
+        run_dir = folder / "runs" / "bench" / "main"
+        stage = run_all([cli("stage", str(config))])[0]
+        status_pending = status_step(run_dir)  # every task pending: the most tokens to count
+        floor_before = floor_ms(folder)
+        drain = run_all(worker_cmds(run_dir, workers))
+        floor_after = floor_ms(folder)
+        ingest = run_all([cli("ingest", str(run_dir), "--no-finish")])[0]
+        report = run_all([cli("report", str(run_dir))])[0]
+        status_first = status_step(run_dir)
+        status_again = status_step(run_dir)
+        status_counts = status_step(run_dir, "--owners", "0")
+        startup = run_all(worker_cmds(run_dir, workers))[0].seconds  # nothing left: start, look, exit
+        completed = {"records": completed_in_records(run_dir), "status": status_again[2]["tasks"].get("COMPLETED", 0)}
+        entries, at = largest_folder(run_dir)
+        files = inodes(run_dir)
+        results = run_dir / "results"
+        drain_s = drain[0].seconds
+        total = stage.seconds + drain_s + ingest.seconds
+        floor = (floor_before + floor_after) / 2
+        per_worker_ms = 1000 * drain_s * workers / n
+        net_ms = 1000 * max(drain_s - startup, 0.0) * workers / n
+        return {"n": n, "workers": workers, "input": f"tasks_file (JSON Lines), {CONFORMERS} conformers per owner",
+                "stage_s": stage.seconds, "drain_s": drain_s, "ingest_s": ingest.seconds, "report_s": report.seconds,
+                "total_s": total, "drain_ms_per_task": 1000 * drain_s / n, "total_ms_per_task": 1000 * total / n,
+                "worker_startup_s": startup, "drain_net_ms_per_task": 1000 * max(drain_s - startup, 0.0) / n,
+                "floor_ms": floor, "floor_ms_before_after": [floor_before, floor_after],
+                "drain_ms_per_task_per_worker": per_worker_ms, "drain_net_ms_per_task_per_worker": net_ms,
+                "floor_ratio": per_worker_ms / floor, "floor_ratio_net": net_ms / floor,
+                "status_s": {"pending": status_pending[0], "first": status_first[0], "again": status_again[0],
+                             "owners0": status_counts[0]},
+                "peak_rss_mb": {"stage": stage.peak_rss_mb, "worker": max(p.peak_rss_mb for p in drain),
+                                "ingest": ingest.peak_rss_mb, "report": report.peak_rss_mb,
+                                "status": max(s[1] for s in (status_pending, status_first, status_again))},
+                "results_mb": sum(p.stat().st_size for p in results.iterdir() if p.is_file()) / 2**20,
+                "inodes_per_task": files / n, "completed": completed,
+                "all_completed": completed["records"] == n == completed["status"],
+                "largest_folder": {"entries": entries, "path": at}}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench_syscalls(n: int, workers: int, where: Path | None) -> dict:
+    """The same steps under `strace -f -c` (untimed: strace slows every call). The drain is counted
+    net of the workers' own start-up and exit: the same workers traced again on the drained run."""
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-strace-{n}-", dir=where))
+    base = help_calls()
+    try:
+        config = write_campaign(folder, n, workers)
+        run_dir = folder / "runs" / "bench" / "main"
+        steps = {"stage": [cli("stage", str(config))], "drain": worker_cmds(run_dir, workers),
+                 "ingest": [cli("ingest", str(run_dir), "--no-finish")]}
+        calls = {step: traced(cmds, folder, step) for step, cmds in steps.items()}
+        idle = traced(worker_cmds(run_dir, workers), folder, "idle")  # start, find nothing, exit
+        per_task = {}
+        for step, counted in calls.items():
+            start = idle if step == "drain" else {k: v * len(steps[step]) for k, v in base.items()}
+            net = {k: v - start.get(k, 0) for k, v in counted.items()}
+            per_task[step] = {k: round(v / n, 2) for k, v in sorted(net.items()) if v > 0}
+        per_task["total"] = {step: round(sum(v.values()), 1) for step, v in per_task.items()}
+        return per_task
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def timed(label: str, fn, *args):
+    start = time.perf_counter()
+    value = fn(*args)
+    print(f"{label}: {time.perf_counter() - start:.1f} s", flush=True)
+    return value

@@ -1,0 +1,139 @@
+"""Big inputs and results as streams (issue 13): a JSON Lines tasks file, the manifest, records.jsonl
++ failed.jsonl + summary.json with their schema, one-line errors for bad files, and runs written by
+schema 1 (manifest.json, records.json) still working or saying how to migrate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from conftest import pipe_rules_cli, write_config
+
+from pipe_rules.contracts.records import FailedTask, OwnerRecord, Summary
+from pipe_rules.contracts.spec import TaskSpec
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.reporting.ingest import ingest
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.manifest import iter_entries, manifest_task_ids
+from pipe_rules.store.records_io import iter_owner_records, load_records
+from pipe_rules.store.runrecord import RUN_SCHEMA_VERSION, read_run
+
+
+def _spec(owner: int, conformer: int) -> dict:
+    payload = {"xyz": {"symbols": ["H", "H"], "isotopes": [1, 1], "coords": [[0, 0, 0], [0, 0, 0.7 + owner * 1e-3 +
+                                                                                        conformer * 1e-5]]},
+               "charge": 0, "multiplicity": 1}
+    return TaskSpec.create(task_id=f"s{owner}_conf_opt_{conformer}", family="conf_opt", owner_type="species",
+                           owner_key=f"s{owner}", engine="noop", level="GFN2-xTB", cores=1, memory_mb=2000,
+                           walltime_min=60, input_payload=payload, ingestion_metadata={"conformer_index": conformer},
+                           options={}).as_dict()
+
+
+def _tasks_campaign(folder, lines: list[str]) -> RunLayout:
+    (folder / "tasks.jsonl").write_text("".join(lines))
+    config = {"campaign": "test", "run_root": str(folder / "runs"),
+              "defaults": {"engine": "noop", "level": "GFN2-xTB", "shards": 2, "linger_s": 0},
+              "runs": [{"name": "main", "family": "conf_opt", "tasks_file": "tasks.jsonl"}]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return RunLayout(folder / "runs" / "test" / "main")
+
+
+def test_a_json_lines_tasks_file_is_staged_drained_and_ingested_per_owner(tmp_path, monkeypatch):
+    """Owners of several conformers arrive as one spec per line; staging reads them in batches (a batch
+    of 7 here), and the records come out one line per owner, sorted, with every conformer in it."""
+    import pipe_rules.inputs.staging as staging
+
+    monkeypatch.setattr(staging, "CHUNK", 7)
+    specs = [_spec(owner, conformer) for owner in (3, 1, 2) for conformer in range(5)]
+    layout = _tasks_campaign(tmp_path, [json.dumps(s) + "\n" for s in specs])
+    report = stage_run(load_campaign(tmp_path / "config.yaml"), "main")
+    assert (report.new_tasks, report.duplicates) == (15, 0)
+    assert manifest_task_ids(layout) == [s["task_id"] for s in specs]  # staging order, each once
+    assert read_run(layout).n_tasks == 15 and read_run(layout).schema_version == RUN_SCHEMA_VERSION
+    run_worker(layout.root, install_signals=False, linger=False)
+    summary = ingest(layout)
+    assert summary["task_counts"] == {"COMPLETED": 15} and summary["n_owners"] == 3 and summary["n_failed"] == 0
+    owners = list(iter_owner_records(layout))
+    assert [o["owner_key"] for o in owners] == ["s1", "s2", "s3"]
+    assert all([c["conformer_index"] for c in o["conformers"]] == [0, 1, 2, 3, 4] for o in owners)
+    for line in layout.records.read_text().splitlines():  # the schema readers check
+        OwnerRecord.model_validate_json(line)
+    Summary.model_validate_json(layout.summary.read_text())
+    again = stage_run(load_campaign(tmp_path / "config.yaml"), "main")
+    assert (again.new_tasks, again.existing_tasks) == (0, 15)
+    assert len(list(iter_entries(layout))) == 15
+
+
+def test_a_bad_line_of_a_tasks_file_is_one_line_naming_file_and_line_and_nothing_is_staged(tmp_path):
+    good = json.dumps(_spec(0, 0)) + "\n"
+    bad = dict(_spec(0, 1), cores=0)
+    layout = _tasks_campaign(tmp_path, [good, "\n", json.dumps(bad) + "\n"])
+    proc = pipe_rules_cli("stage", str(tmp_path / "config.yaml"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"pipe-rules: error: {tmp_path / 'tasks.jsonl'}: field 'line 3.cores'"), lines[0]
+    assert not layout.root.exists()  # checked before the first write
+    (tmp_path / "tasks.jsonl").write_text(good + "{not json\n")
+    proc = pipe_rules_cli("stage", str(tmp_path / "config.yaml"))
+    assert proc.returncode == 2 and "field 'line 2': invalid JSON" in proc.stderr, proc.stderr
+
+
+def test_failed_tasks_are_lines_of_failed_jsonl_and_the_schema_holds(staged_run):
+    layout = staged_run(4, options={"fail": "ess"})
+    run_worker(layout.root, install_signals=False, linger=False)
+    summary = ingest(layout)
+    assert summary["task_counts"] == {"FAILED_ESS": 4} and summary["n_failed"] == 4
+    failed = [json.loads(line) for line in layout.failed_records.read_text().splitlines()]
+    assert sorted(f["task_id"] for f in failed) == sorted(manifest_task_ids(layout))
+    for entry in failed:
+        FailedTask.model_validate(entry)
+        assert entry["failure_class"] == "ess" and entry["failure_reason"] == "injected_failure"
+    assert load_records(layout)["failed"] == failed
+
+
+@pytest.mark.parametrize("damage, field", [
+    (lambda text: text.replace('"owner_type":"species"', '"owner_type":"molecule"', 1), "line 1.owner_type"),
+    (lambda text: text.split("\n", 1)[0][:40] + "\n", "line 1"),
+    (lambda text: text.replace('"cost":', '"kost":', 1), "line 1."),
+])
+def test_a_damaged_records_file_is_one_line_naming_file_line_and_field(staged_run, damage, field):
+    layout = staged_run(3)
+    run_worker(layout.root, install_signals=False, linger=False)
+    ingest(layout)
+    layout.records.write_text(damage(layout.records.read_text()))
+    for command in ("results", "report"):
+        proc = pipe_rules_cli(command, str(layout.root))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (command, proc.stderr)
+        assert lines[0].startswith(f"pipe-rules: error: {layout.records}: field '{field}"), lines[0]
+        assert "pipe-rules ingest" in lines[0]
+
+
+def test_results_of_schema_1_say_how_to_migrate_and_a_schema_1_manifest_keeps_working(staged_run, tmp_path):
+    """A run folder written before the streams: manifest.json and results/records.json. status and
+    ingest read the old manifest; `results` on the old records says, in one line, to re-ingest; staging
+    again converts the manifest to manifest.tsv + aliases.jsonl and changes no task."""
+    layout = staged_run(3)
+    run_worker(layout.root, install_signals=False, linger=False)
+    entries = list(iter_entries(layout))
+    layout.manifest_v1.write_text(json.dumps({"run_id": "test.main", "aliases": {},
+                                              "tasks": [[e.task_id, e.shard, e.fingerprint] for e in entries]}))
+    layout.manifest.unlink()
+    (layout.root / "owner_index.npz").unlink()
+    layout.records_v1.write_text(json.dumps({"schema_version": 1, "owners": {}}))
+    proc = pipe_rules_cli("results", str(layout.root))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "older pipe_rules" in proc.stderr and f"run 'pipe-rules ingest {layout.root}'" in proc.stderr
+    status = json.loads(pipe_rules_cli("status", str(layout.root), "--json", check=True).stdout)
+    assert status["tasks"]["COMPLETED"] == 3 and sorted(status["owners"]) == ["h2_0", "h2_1", "h2_2"]
+    pipe_rules_cli("ingest", str(layout.root), check=True)
+    assert len(load_records(layout)["owners"]) == 3
+    before = {e.task_id: layout.state(e.task_id).read_bytes() for e in entries}
+    report = stage_run(load_campaign(write_config(tmp_path, 3)), "main")
+    assert (report.new_tasks, report.existing_tasks) == (0, 3)
+    assert layout.manifest.exists() and not layout.manifest_v1.exists()
+    assert list(iter_entries(layout)) == entries
+    assert before == {e.task_id: layout.state(e.task_id).read_bytes() for e in entries}
