@@ -137,3 +137,49 @@ def test_results_of_schema_1_say_how_to_migrate_and_a_schema_1_manifest_keeps_wo
     assert layout.manifest.exists() and not layout.manifest_v1.exists()
     assert list(iter_entries(layout)) == entries
     assert before == {e.task_id: layout.state(e.task_id).read_bytes() for e in entries}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads that must not grow with the run: a lingering worker's watch, the progress display
+
+
+def test_a_lingering_worker_reads_each_watched_state_once_until_its_lease_can_expire(staged_run, monkeypatch):
+    import pipe_rules.execution.worker as worker_module
+    from pipe_rules.store.lifecycle import claim_and_start
+
+    layout = staged_run(6, lease_s=30)
+    run = read_run(layout)
+    for task_id in manifest_task_ids(layout):  # another worker holds every task
+        claim_and_start(layout, task_id, run.lock_mode, "other:1", run.lease_s)
+    reads = []
+    real = worker_module.read_state
+    monkeypatch.setattr(worker_module, "read_state", lambda lay, t: reads.append(t) or real(lay, t))
+    watch = worker_module._Watch()
+    inflight = sorted(p.name for p in layout.inflight_dir.iterdir())
+    for _ in range(5):  # five linger rounds within the leases
+        assert watch.expired(layout, run, inflight) == []
+    assert sorted(reads) == inflight  # once each, not 5 x 6
+    future = max(watch.due.values()) + 1
+    monkeypatch.setattr(worker_module.time, "time", lambda: future)
+    assert watch.expired(layout, run, inflight) == inflight  # all due: read again, all expired
+    assert len(reads) == 2 * len(inflight)
+
+
+def test_progress_counts_from_the_ledgers_match_the_tokens_without_listing_pending(staged_run, monkeypatch):
+    import pipe_rules.reporting.status as status_module
+
+    layout = staged_run(8)
+    run_worker(layout.root, install_signals=False, linger=False, max_tasks=5)
+    expected = status_module.token_counts(layout, 8)
+    listed = []
+    real = status_module._file_names
+    monkeypatch.setattr(status_module, "_file_names", lambda folder, depth: listed.append(folder) or real(folder, depth))
+    counter = status_module.ProgressCounter(layout)
+    for _ in range(2):
+        counts = counter.counts(8)
+        assert counts == expected and counts["COMPLETED"] == 5 and counts["PENDING"] == 3
+    assert listed and not any(folder == layout.pending_dir or layout.pending_dir in folder.parents for folder in listed)
+    ledger = next(layout.root.joinpath("costs").glob("*.tsv"))  # a schema-1 ledger line (no outcome)
+    with open(ledger, "a") as handle:
+        handle.write("h2_0_species_sp\t0\t1\t0.1\t0.1\t10.000\n")
+    assert status_module.ProgressCounter(layout).counts(8) == status_module.token_counts(layout, 8)

@@ -44,6 +44,7 @@ class Engine(Protocol):
     name: str
     families: frozenset[str]
     levels: frozenset[str] | None  # None: any level accepted
+    # optional `writes_files = False`: the engine writes nothing, so the worker skips making workdir its cwd
 
     def version(self) -> str: ...
 

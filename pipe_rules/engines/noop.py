@@ -27,6 +27,7 @@ class NoopEngine:
     name = "noop"
     families = ALL_FAMILIES
     levels = None
+    writes_files = False  # the worker need not make its attempt folder the cwd
 
     def version(self) -> str:
         try:

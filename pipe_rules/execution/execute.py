@@ -22,7 +22,7 @@ from pipe_rules.execution.metering import TaskMeter
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import Claim
 from pipe_rules.store.states import TaskState
-from pipe_rules.store.task_files import load_spec
+from pipe_rules.store.task_files import load_spec, make_folder
 
 
 class Terminated(BaseException):
@@ -65,6 +65,7 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
     state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", "worker_error", None
     terminated = False
     cwd = os.getcwd()
+    moved = False
     try:
         spec = load_spec(layout.spec(claim.task_id))
         base.update(family=spec.family, owner_type=spec.owner_type, owner_key=spec.owner_key,
@@ -72,8 +73,10 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         engine = get_engine(spec.engine)
         base["engine_version"] = engine_version(engine)
         workdir = attempt_dir  # engine files sit beside result.json; one folder less to create per task
-        workdir.mkdir(parents=True, exist_ok=True)
-        os.chdir(workdir)
+        make_folder(workdir)
+        if getattr(engine, "writes_files", True):  # an engine that writes no file needs no cwd (noop)
+            os.chdir(workdir)
+            moved = True
         with guard:
             engine_result = engine.run(spec.family, spec.level, spec.input_payload, spec.options, workdir,
                                        spec.cores)
@@ -98,7 +101,8 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         if attempt_dir.is_dir():
             (attempt_dir / "traceback.txt").write_text(traceback.format_exc())
     finally:
-        os.chdir(cwd)
+        if moved:
+            os.chdir(cwd)
     timings, resources = meter.read(spec.cores if spec else 0, spec.memory_mb if spec else 0)
     result = _record(base, timings, resources, state, fclass, reason, message, engine_result)
     return Outcome(state, result, fclass, reason, terminated)

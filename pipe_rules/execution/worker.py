@@ -27,8 +27,9 @@ from pipe_rules.store.ledger import record_attempt
 from pipe_rules.store.lifecycle import finish
 from pipe_rules.store.reconcile import orphan_expired_inflight
 from pipe_rules.store.runrecord import read_run
-from pipe_rules.store.states import TaskState
+from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TaskState
 from pipe_rules.store.task_files import write_result
+from pipe_rules.store.taskstate import read_state
 
 log = logging.getLogger(__name__)
 EXIT_TERMINATED = 143
@@ -100,6 +101,7 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
     if install_signals:
         signals.install()
     idle_since: float | None = None
+    watch = _Watch()
     heartbeat = Heartbeat(layout, run.lock_mode, run.lease_s, run.heartbeat_s)
     try:
         with heartbeat:
@@ -117,7 +119,7 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
                     break
                 if claim is None:
                     idle_since = idle_since or time.time()
-                    if not linger or not _linger_once(layout, run, idle_since):
+                    if not linger or not _linger_once(layout, run, idle_since, watch):
                         break
                     continue
                 idle_since = None
@@ -150,7 +152,7 @@ def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSumma
         # after the result: the ledger never holds an attempt without one, and never takes the disk
         # space the state write below needs (best effort: a full disk does not fail the task)
         record_attempt(layout.root, claim.worker_id, claim.task_id, claim.attempt_index,
-                       outcome.result.timings, outcome.result.resources)
+                       outcome.result.timings, outcome.result.resources, state.value)
     except OSError as exc:
         state, fclass, reason, healthy = TaskState.FAILED_RETRYABLE, "transient", f"os_error_{exc.errno}", False
         summary.errors.append(f"cannot write the result of {claim.task_id}: {exc}")
@@ -174,7 +176,33 @@ def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSumma
     return healthy
 
 
-def _linger_once(layout: RunLayout, run, idle_since: float) -> bool:
+class _Watch:
+    """Other workers' in-flight tasks and when each lease can expire at the earliest: a lingering
+    worker reads each state once, then again only after that time (a heartbeat may have pushed it),
+    not every task every round (K in-flight tasks watched for many rounds were O(K^2) reads)."""
+
+    def __init__(self) -> None:
+        self.due: dict[str, float] = {}
+
+    def expired(self, layout: RunLayout, run, names: list[str]) -> list[str]:
+        now = time.time()
+        self.due = {t: self.due[t] for t in names if t in self.due}
+        for task_id in names:
+            if self.due.get(task_id, 0.0) > now:
+                continue
+            try:
+                state = read_state(layout, task_id)
+            except StateError:  # reported by the full reconcile
+                self.due[task_id] = now + run.heartbeat_s
+                continue
+            if state.status in IN_FLIGHT_TASK_STATES and state.lease_expires_at is not None:
+                self.due[task_id] = state.lease_expires_at + run.clock_skew_s
+            else:
+                self.due[task_id] = now + run.heartbeat_s  # its token goes soon
+        return [t for t in names if self.due[t] <= now]
+
+
+def _linger_once(layout: RunLayout, run, idle_since: float, watch: _Watch) -> bool:
     """Wait a little while other workers hold tasks; re-queue expired ones. False = time to exit."""
     try:
         inflight = os.listdir(layout.inflight_dir)
@@ -182,7 +210,7 @@ def _linger_once(layout: RunLayout, run, idle_since: float) -> bool:
         inflight = []
     if not inflight or time.time() - idle_since > run.linger_s:
         return False
-    requeued = orphan_expired_inflight(layout, run, inflight)
+    requeued = orphan_expired_inflight(layout, run, watch.expired(layout, run, inflight))
     if not requeued:
         time.sleep(min(run.heartbeat_s, 2.0))
     return True

@@ -269,6 +269,7 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
         token.parent.mkdir(parents=True, exist_ok=True)
         made.add(token.parent)
     folder.mkdir(exist_ok=True)
+    layout.attempts_dir(spec.task_id).mkdir(exist_ok=True)  # here, not on the drain path: one mkdir less per task there
     if (not write_new_json(layout.spec(spec.task_id), spec.as_dict())
             and load_spec(layout.spec(spec.task_id)).fingerprint != spec.fingerprint):
         raise StagingError("a different spec already exists here; refusing to overwrite it",

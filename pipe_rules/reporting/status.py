@@ -8,7 +8,7 @@ state file instead (and is used when the tokens do not add up, e.g. after a cras
 
 Per owner, the token names are mapped to owners through the run's owner index (read from the
 specs once, then cached as owner_index.npz), and CPU-hours come from the workers' cost ledgers
-(costs/*.tsv, their sums cached in costs/tally-cache-v1.npz). Those two caches are the only files this
+(costs/*.tsv, their sums cached in costs/tally-cache-v2.npz). Those two caches are the only files this
 view may write; nothing else on disk is changed.
 """
 
@@ -242,6 +242,33 @@ class StatusReader:
         run_cost = CostSummary(int(totals[0]), float(totals[1]), float(totals[2]), float(totals[3]),
                                float(values[:, 3].max()) if len(values) else None)
         return OwnerTable(index.owners, columns, np.vstack([*cost, peak]), run_cost)
+
+
+class ProgressCounter:
+    """Counts for the progress display without listing the pending tokens (1,000,000 of them at the
+    start of a big run): COMPLETED from the workers' cost ledgers (only the lines appended since the
+    last poll are read), RUNNING from the in-flight folder, the failures from their markers, and
+    PENDING the rest. A worker writes its ledger line just before the terminal state, so the count
+    may run one task per worker ahead for a moment. Ledgers of schema 1 (no outcome column), or
+    counts that do not add up, fall back to counting tokens."""
+
+    def __init__(self, layout: RunLayout):
+        self.layout = layout
+        self._tally = CostTally(layout.root, cache=False)
+
+    def counts(self, n_tasks: int) -> dict[str, int] | None:
+        tally = self._tally.refresh()
+        names = {TaskState.RUNNING: _file_names(self.layout.inflight_dir, 0)}
+        for state in (TaskState.FAILED_ESS, TaskState.FAILED_TERMINAL, TaskState.CANCELLED):
+            names[state] = _file_names(self.layout.ended_dir / state.value, 1)
+        pending = n_tasks - tally.completed - sum(len(v) for v in names.values())
+        if tally.unknown_outcomes or pending < 0:
+            return token_counts(self.layout, n_tasks)
+        counts = {s.value: 0 for s in TaskState}
+        counts.update({state.value: len(ids) for state, ids in names.items()})
+        counts[TaskState.COMPLETED.value] = tally.completed
+        counts[TaskState.PENDING.value] = pending
+        return counts
 
 
 def token_counts(layout: RunLayout, n_tasks: int) -> dict[str, int] | None:

@@ -24,15 +24,41 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
 
 
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_file(path: Path, data: bytes, fsync: bool = False) -> None:
+    """Create `path` and write `data`: os-level calls, so one openat and no fstat or ioctl of Python's
+    buffered files (on a shared filesystem every metadata call is a round trip)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        _write_fd(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file, with one openat and no fstat (see _write_file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
     """Write `text` to `path` by temp file + rename; the temp name is unique per host and process."""
     tmp = temp_name(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
+        _write_file(tmp, text.encode("utf-8"), fsync=fsync)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -57,8 +83,7 @@ def write_new_json(path: Path, data: Any) -> bool:
     file. Concurrent creators: exactly one wins, the others leave the winner's file alone."""
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, separators=(",", ":")) + "\n")
+        _write_file(tmp, (json.dumps(data, separators=(",", ":")) + "\n").encode("utf-8"))
         os.link(tmp, path)
         return True
     except FileExistsError:
@@ -75,7 +100,7 @@ def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
 
     `repair_hint` is appended to corruption errors: only say that something repairs a file if it does."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise StateError(f"{what} is missing", path=path) from None
     except UnicodeDecodeError as exc:

@@ -81,8 +81,12 @@ class RunLayout:
         state write, and critical sections last well under a millisecond."""
         return self.root / "locks" / f"{bucket_of(task_id)}.lock"
 
+    def attempts_dir(self, task_id: str) -> Path:
+        """Made at staging (run schema 2), so a worker's first attempt costs one mkdir."""
+        return self.task_dir(task_id) / "attempts"
+
     def attempt_dir(self, task_id: str, attempt_index: int) -> Path:
-        return self.task_dir(task_id) / "attempts" / str(attempt_index)
+        return self.attempts_dir(task_id) / str(attempt_index)
 
     def result(self, task_id: str, attempt_index: int) -> Path:
         return self.attempt_dir(task_id, attempt_index) / "result.json"

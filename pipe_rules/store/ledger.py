@@ -1,8 +1,10 @@
 """The per-worker cost ledgers: `costs/<worker>.tsv`, one line per task attempt.
 
 A worker appends the line right after the attempt's result.json (one write on an open file, a few
-microseconds), so `status` can sum CPU-hours while a run works without reading any result.json;
-`CostTally` reads the ledgers back as columns.
+microseconds), so `status` can sum CPU-hours while a run works without reading any result.json,
+and the progress display can count completed attempts without listing 1,000,000 queue tokens;
+`CostTally` reads the ledgers back as columns. The last column, the attempt's outcome, was added
+in run schema 2: ledgers without it still parse (their outcome is unknown).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 from pathlib import Path
 
 LEDGER_DIR = "costs"
-_FIELDS = ("task_id", "attempt", "cores", "wall_s", "cpu_s", "peak_rss_mb")
+_FIELDS = ("task_id", "attempt", "cores", "wall_s", "cpu_s", "peak_rss_mb", "outcome")
+_OLD_WIDTH = 6  # ledgers of schema 1: no outcome
 
 
 _ledger: dict[str, tuple] = {}  # "open": ((run root, worker id), pid, fd): one worker at a time per process
@@ -44,10 +47,12 @@ def _ledger_fd(run_root: Path, worker_id: str) -> int:
 
 
 def record_attempt(run_root: Path, worker_id: str, task_id: str, attempt: int, timings: dict,
-                   resources: dict) -> bool:
-    """Append one line for this attempt; best effort (a full disk must not fail the task)."""
+                   resources: dict, outcome: str = "") -> bool:
+    """Append one line for this attempt; best effort (a full disk must not fail the task). `outcome`:
+    the state the worker is about to record (COMPLETED, FAILED_ESS...)."""
     line = "\t".join((task_id, str(attempt), str(resources.get("cores", 0)), repr(float(timings["wall_s"])),
-                      repr(float(timings.get("cpu_s", 0.0))), f"{resources.get('peak_rss_mb') or 0.0:.3f}"))
+                      repr(float(timings.get("cpu_s", 0.0))), f"{resources.get('peak_rss_mb') or 0.0:.3f}",
+                      outcome))
     try:
         os.write(_ledger_fd(run_root, worker_id), (line + "\n").encode())
     except OSError:
@@ -60,11 +65,11 @@ class CostTally:
 
     Row i of `task_ids()` and `values()` (cores, wall_s, cpu_s, peak_rss_mb) describe one attempt.
     Parsed with numpy (100,000 lines in about a tenth of a second) and cached in
-    `costs/tally-cache-v1.npz` with the read position in each ledger, so the next `status` reads only
+    `costs/tally-cache-v2.npz` with the read position in each ledger, so the next `status` reads only
     the lines appended since: the ledgers only ever grow, and a ledger shorter than its cached
     position invalidates the cache."""
 
-    CACHE = "tally-cache-v1.npz"
+    CACHE = "tally-cache-v2.npz"
 
     def __init__(self, run_root: Path, cache: bool = True):
         self.folder = ledger_dir(run_root)
@@ -72,6 +77,8 @@ class CostTally:
         self._offsets: dict[str, int] = {}
         self._ids: list = []  # numpy unicode arrays, concatenated on demand
         self._blocks: list = []  # numpy arrays (n, 4)
+        self.completed = 0  # attempts whose line says COMPLETED
+        self.unknown_outcomes = 0  # lines of schema-1 ledgers
         self._loaded = False
         self._rows_saved = 0
 
@@ -111,6 +118,7 @@ class CostTally:
             with np.load(self.folder / self.CACHE, allow_pickle=False) as data:
                 files, offsets = data["files"].tolist(), data["offsets"].tolist()
                 ids, values = data["task_ids"], data["values"]
+                completed, unknown = (int(v) for v in data["outcomes"])
         except (OSError, ValueError, KeyError):
             return
         for name, offset in zip(files, offsets):
@@ -121,6 +129,7 @@ class CostTally:
                 return
         self._offsets = dict(zip(files, offsets))
         self._ids, self._blocks = [ids], [values]
+        self.completed, self.unknown_outcomes = completed, unknown
         self._rows_saved = len(values)
 
     def _save_cache(self) -> None:
@@ -132,7 +141,8 @@ class CostTally:
             with open(tmp, "wb") as handle:
                 np.savez(handle, files=np.array(list(self._offsets), dtype=str).reshape(-1),
                          offsets=np.array(list(self._offsets.values()), dtype=np.int64),
-                         task_ids=self.task_ids(), values=self.values())
+                         task_ids=self.task_ids(), values=self.values(),
+                         outcomes=np.array([self.completed, self.unknown_outcomes], dtype=np.int64))
             os.replace(tmp, path)
             self._rows_saved = len(self.values())
         except OSError:  # someone else's run folder: no cache, same answer
@@ -159,23 +169,30 @@ class CostTally:
 
         from pipe_rules.store.owner_index import id_array
 
+        width = text.split("\n", 1)[0].count("\t") + 1  # a ledger is written by one worker, in one width
         fields = text.replace("\n", "\t").split("\t")
         fields.pop()  # after the last newline
         try:
-            table = np.array(fields, dtype=object).reshape(-1, len(_FIELDS))
-            numbers = table[:, 2:].astype(float)
+            if width not in (len(_FIELDS), _OLD_WIDTH):
+                raise ValueError(width)
+            table = np.array(fields, dtype=object).reshape(-1, width)
+            numbers = table[:, 2:6].astype(float)
             ids = table[:, 0]
+            outcomes = table[:, 6].tolist() if width == len(_FIELDS) else [None] * len(ids)
         except ValueError:  # a damaged line: parse line by line, skipping what does not parse
-            kept, rows = [], []
+            kept, rows, outcomes = [], [], []
             for line in text.splitlines():
                 parts = line.split("\t")
                 try:
-                    row = [float(v) for v in parts[2:]]
+                    row = [float(v) for v in parts[2:6]]
                 except ValueError:
                     continue
-                if len(parts) == len(_FIELDS):
+                if len(parts) in (len(_FIELDS), _OLD_WIDTH) and len(row) == 4:
                     kept.append(parts[0])
                     rows.append(row)
-            ids, numbers = np.array(kept, dtype=object), np.array(rows, dtype=float).reshape(-1, len(_FIELDS) - 2)
+                    outcomes.append(parts[6] if len(parts) == len(_FIELDS) else None)
+            ids, numbers = np.array(kept, dtype=object), np.array(rows, dtype=float).reshape(-1, 4)
+        self.completed += outcomes.count("COMPLETED")
+        self.unknown_outcomes += outcomes.count(None)
         self._ids.append(id_array(ids))
         self._blocks.append(numbers)

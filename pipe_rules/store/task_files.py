@@ -3,6 +3,7 @@ attempt's result.json, both checked against their schemas whenever they are read
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,11 @@ def write_result(path: Path, record: ResultRecord) -> None:
     problem = first_error("result", data)
     if problem:  # a bug in the worker, never the user's input: fail loudly
         raise StateError(f"result does not match its schema: {problem[1]}", path=path, field=problem[0])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, data)
+    try:  # the attempt folder exists (the worker ran the engine in it): no mkdir probe per task
+        atomic_write_json(path, data)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, data)
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -37,3 +41,16 @@ def read_result(path: Path) -> dict[str, Any]:
     if problem:
         raise StateError(problem[1], path=path, field=problem[0])
     return data
+
+
+def make_folder(path: Path) -> None:
+    """mkdir, and its parent only when missing: 2 calls for a first attempt instead of pathlib's
+    mkdir(parents=True, exist_ok=True) probes."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path)
+    except FileExistsError:  # a later attempt of a crashed worker never reuses a folder: it is a new index
+        if not path.is_dir():
+            raise
