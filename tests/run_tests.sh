@@ -17,6 +17,10 @@ start() {  # start <name> <script> <env var that carries the reason to the tests
   fi
 }
 
+# strace: the benchmark smoke test counts file-system metadata calls per task with it
+if ! command -v strace > /dev/null; then
+  { apt-get update -qq && apt-get install -y -qq strace > /dev/null; } || echo "strace could not be installed"
+fi
 start slurm tests/cluster/start_slurm.sh PIPE_RULES_SLURM_UNAVAILABLE
 [ -x tests/cluster/start_sge.sh ] && start sge tests/cluster/start_sge.sh PIPE_RULES_SGE_UNAVAILABLE
 # the layering of pipe_rules/ (contract in pyproject.toml): a broken layer fails before any test runs

@@ -1,45 +1,80 @@
-"""The benchmark script runs end to end at the CI size and reports what the README quotes.
+"""The benchmark runs end to end at the CI size, prints every number the README quotes, and fails on a
+MISS of any target it can check at that size (issue 13).
 
-No timing is asserted (a shared 2-core machine): only that it finishes, every task completes, and
-the side-by-side table, the ratios against both baselines and the JSON document are all there.
+The targets are ratios against baselines measured in the same run (the floor: an atomic write +
+rename on the run's filesystem) or counts (metadata calls, MB, entries), never a wall-clock limit,
+except `status <= 1 s`, which the issue sets as an absolute. Two targets are known MISSes until the
+claim/state path is rewritten (issue 10 owns it): they are a strict xfail, so the day they are MET
+the marker must go.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 
+import pytest
 from conftest import PYTHON, REPO
 
+KNOWN_MISSES = ("drain per task per worker <=", "fs metadata calls per task in the drain <=")
 
-def test_benchmark_at_1000_tasks_prints_every_number_and_ratio(tmp_path):
-    out_json = tmp_path / "bench.json"
-    proc = subprocess.run([PYTHON, str(REPO / "benchmarks" / "bench.py"), "--sizes", "100", "1000",
-                           "--scan-sizes", "100", "--snakemake-sizes", "100", "--json", str(out_json)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    if not shutil.which("strace"):
+        pytest.fail("strace is missing: tests/run_tests.sh installs it")
+    folder = tmp_path_factory.mktemp("bench")
+    out_json = folder / "bench.json"
+    proc = subprocess.run([PYTHON, str(REPO / "benchmarks" / "bench.py"), "--sizes", "100", "1000", "--strace",
+                           "--scan-sizes", "100", "--snakemake-sizes", "100", "--where", str(folder),
+                           "--json", str(out_json), "--check"],
+                          capture_output=True, text=True, timeout=900, cwd=folder, check=False)
+    report = json.loads(out_json.read_text()) if out_json.exists() else None
+    assert report is not None, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in folder.iterdir()] == ["bench.json"]  # every run folder cleaned up
+    return proc, report
+
+
+def test_benchmark_prints_every_number_and_ratio(bench):
+    proc, report = bench
     out = proc.stdout
-
-    for n in (100, 1000):  # every task of every size completed, by records.json and by status
-        assert re.search(rf"check\s+{n:,}: {n} of {n} tasks COMPLETED in records.json, {n} in status", out), out
-    for row in ("stage (s)", "drain (s)", "ingest (s)", "stage+drain+ingest (s)", "drain per task (ms)",
-                "`pipe-rules status --json` (s)", "peak RSS worker (MB)", "peak RSS ingest (MB)",
-                "drain per task net of start-up (ms)", "largest folder (entries)"):
+    for n in (100, 1000):  # every task of every size completed, by the records and by status
+        assert re.search(rf"check\s+{n:,}: {n} of {n} tasks COMPLETED in the records, {n} in status", out), out
+    for row in ("stage (s)", "drain (s)", "ingest (s)", "report (s)", "drain per task (ms)",
+                "floor: write + rename of 300 B (ms)", "drain per task per worker (ms)", "  as a ratio to the floor",
+                "  net of start-up, ratio to the floor", "status, every task pending (s)",
+                "status at the end, again (s)", "peak RSS stage (MB)", "peak RSS worker (MB)", "peak RSS ingest (MB)",
+                "peak RSS report (MB)", "peak RSS status (MB)", "largest folder (entries)",
+                "files + folders per task", "fs metadata calls/task, drain"):
         assert re.search(rf"^{re.escape(row)}\s+\S+\s+\S+", out, re.MULTILINE), f"row {row!r} missing:\n{out}"
-    assert re.search(r"^drain per task \(ms\)(\s+[\d.]+){2}\s+[\d.]+x$", out, re.MULTILINE), out  # 1,000 vs 100 ratio
+    assert re.search(r"^drain per task \(ms\)(\s+[\d.]+){2}\s+[\d.]+x$", out, re.MULTILINE), out  # 1,000 vs 100
     assert re.search(r"scan-claim \(ARC's loop\)\s+100 tasks:\s+[\d.]+ s\s+[\d.]+x slower than pipe_rules", out), out
     assert re.search(r"Snakemake, one job per task\s+100 tasks:\s+[\d.]+ s\s+[\d.]+x slower than pipe_rules", out), out
-    assert re.search(r"scan-claim \(ARC's loop\)\s+1,000 tasks: not run \(extrapolated", out), out
-    assert re.search(r"^\s+(MET |MISS) drain <= 1.0 ms/task at 1,000", out, re.MULTILINE), out
-
-    report = json.loads(out_json.read_text())
     assert {"command", "machine", "pipe_rules", "scan", "snakemake", "ratios", "targets"} <= set(report)
-    assert [r["n"] for r in report["pipe_rules"]] == [100, 1000]
     for r in report["pipe_rules"]:
-        assert r["all_completed"] and r["completed"] == {"records": r["n"], "status": r["n"]}
-        assert {"stage", "worker", "ingest"} <= set(r["peak_rss_mb"]) and r["peak_rss_mb"]["worker"] > 0
-        assert r["worker_startup_s"] > 0 and 0 <= r["drain_net_ms_per_task"] <= r["drain_ms_per_task"]
+        assert r["all_completed"] and r["floor_ms"] > 0 and r["floor_ratio_net"] > 0
+        assert {"stage", "worker", "ingest", "report", "status"} <= set(r["peak_rss_mb"])
         assert 0 < r["largest_folder"]["entries"] <= 300, r["largest_folder"]  # bucketed: no huge folder
-    assert set(report["ratios"]["scan"]) == {"100"} and report["ratios"]["scan"]["100"] > 0
-    assert set(report["ratios"]["snakemake"]) == {"100"}
+    assert report["syscalls_per_task"]["1000"]["total"]["drain"] > 0
+
+
+def test_benchmark_meets_every_target_it_can_check_at_its_size(bench):
+    """--check makes bench.py exit 1 on any MISS; here every MISS but the known ones fails the test."""
+    proc, report = bench
+    lines = report["targets"]
+    assert any(line.startswith("MET  status <= 1 s at 1,000") for line in lines), lines
+    assert any("every process <= 300 MB at 1,000" in line for line in lines), lines
+    unexpected = [line for line in lines if line.startswith("MISS") and not any(k in line for k in KNOWN_MISSES)]
+    assert not unexpected, "\n".join(unexpected)
+    missed = [line for line in lines if line.startswith("MISS")]
+    assert (proc.returncode != 0) == bool(missed), (proc.returncode, missed)  # --check exits 1 on a MISS
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the drain's cost and metadata calls per task wait for the "
+                                      "claim/state rewrite (issue 10 owns that path)")
+def test_benchmark_meets_the_drain_targets(bench):
+    _, report = bench
+    missed = [line for line in report["targets"] if line.startswith("MISS") and any(k in line for k in KNOWN_MISSES)]
+    assert not missed, "\n".join(missed)
