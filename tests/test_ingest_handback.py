@@ -15,6 +15,7 @@ from conftest import PYTHON, wait_until, write_config
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import claim_and_start, finish
 from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.records_io import load_records
 from pipe_rules.store.states import TaskState
 from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
@@ -58,10 +59,10 @@ def test_pending_tasks_are_handed_back_not_run(staged_run):
     for task_id, state in before.items():  # nothing claimed, nothing attempted
         after = read_state(layout, task_id)
         assert (after.status, after.attempt_index, after.history) == (TaskState.PENDING, 0, state.history)
-        assert not (layout.task_dir(task_id) / "attempts").exists()
+        assert list(layout.attempts_dir(task_id).iterdir()) == []  # attempts/ is made at staging: empty
     assert not (layout.root / "costs").exists() or not any((layout.root / "costs").iterdir())
     assert [layout.shard_record(s).exists() for s in shards] == [False, False]
-    assert not layout.records.exists()
+    assert not layout.summary.exists() and not layout.records.exists()
     marker = json.loads((layout.results_dir / "handed_back.json").read_text())
     assert (marker["unfinished"], marker["shards"]) == ({"PENDING": 4}, shards)
 
@@ -102,7 +103,7 @@ def test_ingestion_waits_for_a_live_worker_then_writes_the_records(staged_run):
     finally:
         if worker.poll() is None:
             worker.kill()
-    records = json.loads(layout.records.read_text())
+    records = load_records(layout)
     assert records["run_state"] == "COMPLETED" and records["failed"] == [] and len(records["owners"]) == 2
     assert not (layout.results_dir / "handed_back.json").exists()
     for task_id in manifest_task_ids(layout):  # run by the worker process, not by ingestion

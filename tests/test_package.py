@@ -110,8 +110,9 @@ def _campaign_folder(tmp: Path) -> Path:
 
 
 def _energy(folder: Path) -> float:
-    records = json.loads((folder / "runs" / "pkg" / "sp" / "results" / "records.json").read_text())
-    return records["owners"]["water"]["e_elect_hartree"]
+    lines = (folder / "runs" / "pkg" / "sp" / "results" / "records.jsonl").read_text().splitlines()
+    owners = {record["owner_key"]: record for record in map(json.loads, lines)}
+    return owners["water"]["e_elect_hartree"]
 
 
 def test_sdist_and_wheel_carry_workflow_profiles_scripts(dists):
