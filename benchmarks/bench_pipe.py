@@ -5,6 +5,7 @@ conformers each (20,000 species x 50 conformers at 1,000,000), written and stage
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +26,7 @@ def write_tasks_file(path: Path, n: int) -> None:
         for i in range(n):
             owner, conformer = divmod(i, CONFORMERS)
             payload = {"xyz": {"symbols": ["H", "H"], "isotopes": [1, 1],
-                               "coords": [[0.0, 0.0, 0.0], [0.0, 0.0, round(0.5 + conformer * 1e-3 + owner * 1e-7, 9)]]},
+                               "coords": [[0.0, 0.0, 0.0], [owner * 1e-4, 0.0, 0.5 + conformer * 1e-3]]},
                        "charge": 0, "multiplicity": 1}
             spec = {"schema_version": 1, "task_id": f"s{owner}_conf_opt_{conformer}", "family": "conf_opt",
                     "owner_type": "species", "owner_key": f"s{owner}", "engine": "noop", "level": "GFN2-xTB",
@@ -65,18 +66,30 @@ def status_step(run_dir: Path, *extra: str) -> tuple[float, float, dict]:
     return proc.seconds, proc.peak_rss_mb, json.loads(proc.stdout)
 
 
+def _said(n: int, step: str, proc, extra: str = "") -> None:
+    """One line per step as it ends (a long run's numbers survive an interrupted benchmark)."""
+    print(f"  {n:>9,} {step}: {proc.seconds:.2f} s, peak RSS {proc.peak_rss_mb:.0f} MB{extra}; "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
     try:
         config = write_campaign(folder, n, workers)
         run_dir = folder / "runs" / "bench" / "main"
         stage = run_all([cli("stage", str(config))])[0]
+        _said(n, "stage", stage)
         status_pending = status_step(run_dir)  # every task pending: the most tokens to count
+        print(f"  {n:>9,} status, all pending: {status_pending[0]:.2f} s, {status_pending[1]:.0f} MB", flush=True)
         floor_before = floor_ms(folder)
         drain = run_all(worker_cmds(run_dir, workers))
         floor_after = floor_ms(folder)
+        _said(n, "drain", drain[0], f" (max of the workers {max(p.peak_rss_mb for p in drain):.0f} MB), "
+              f"{1000 * drain[0].seconds / n:.3f} ms/task, floor {floor_before:.3f}/{floor_after:.3f} ms")
         ingest = run_all([cli("ingest", str(run_dir), "--no-finish")])[0]
+        _said(n, "ingest", ingest)
         report = run_all([cli("report", str(run_dir))])[0]
+        _said(n, "report", report)
         status_first = status_step(run_dir)
         status_again = status_step(run_dir)
         status_counts = status_step(run_dir, "--owners", "0")

@@ -183,3 +183,15 @@ def test_progress_counts_from_the_ledgers_match_the_tokens_without_listing_pendi
     with open(ledger, "a") as handle:
         handle.write("h2_0_species_sp\t0\t1\t0.1\t0.1\t10.000\n")
     assert status_module.ProgressCounter(layout).counts(8) == status_module.token_counts(layout, 8)
+
+
+def test_inputs_seen_three_times_are_computed_once_and_merged_into_the_first(tmp_path):
+    from pipe_rules.store.manifest import iter_aliases
+
+    first = _spec(0, 0)
+    copies = [dict(first, task_id=f"s{k}_conf_opt_0", owner_key=f"s{k}") for k in (7, 9)]
+    layout = _tasks_campaign(tmp_path, [json.dumps(s) + "\n" for s in [_spec(1, 0), first, *copies]])
+    report = stage_run(load_campaign(tmp_path / "config.yaml"), "main")
+    assert (report.new_tasks, report.duplicates) == (2, 2)
+    assert {a: alias["of"] for a, alias in iter_aliases(layout)} == {"s7_conf_opt_0": "s0_conf_opt_0",
+                                                                      "s9_conf_opt_0": "s0_conf_opt_0"}

@@ -151,13 +151,12 @@ def _check(layout: RunLayout, source: Callable[[], Iterator[TaskSpec]]) -> tuple
         raise SpecError(f"task id {task_id!r} generated twice (species labels that differ only in "
                         "unsafe characters?)", field="task_id")
     order = np.argsort(all_fps, kind="stable")
-    same = np.nonzero(all_fps[order][1:] == all_fps[order][:-1])[0] + 1
-    merged: dict[int, str] = {}
-    for at in same.tolist():  # the first of each run of equal fingerprints is the one computed
-        first = at
-        while first > 0 and all_fps[order][first - 1] == all_fps[order][at]:
-            first -= 1
-        merged[int(order[at])] = all_ids[order[first]].decode()
+    in_order = all_fps[order]
+    starts = np.ones(len(order), dtype=bool)  # where a run of equal fingerprints begins
+    starts[1:] = in_order[1:] != in_order[:-1]
+    first = np.flatnonzero(starts)[np.cumsum(starts) - 1]  # each position's run start (sorted order)
+    # the first spec of each fingerprint is computed; the others share its result
+    merged = {int(order[at]): all_ids[order[first[at]]].decode() for at in np.flatnonzero(~starts).tolist()}
     return known, merged, len(all_ids), _removed(layout, known, all_ids)
 
 
