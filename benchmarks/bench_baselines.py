@@ -140,7 +140,7 @@ def _hyperqueue(cmds: list[list[str]], width: int, env: dict, folder: Path) -> f
         from hyperqueue.cluster import LocalCluster, WorkerConfig
     except ImportError:
         return None
-    with LocalCluster(server_dir=folder / "hq", worker_config=WorkerConfig(cores=width)) as cluster:
+    with LocalCluster(server_dir=str(folder / "hq"), worker_config=WorkerConfig(cores=width)) as cluster:
         client = cluster.client()
         job = Job()
         for cmd in cmds:
@@ -168,12 +168,19 @@ def bench_xtb(n: int, workers: int, where: Path | None) -> dict:
         specs = sorted(run_dir.glob("tasks/*/*/spec.json"))
         outs = folder / "times"
         outs.mkdir()
+        print(f"  xtb: pipe_rules {len(results)} tasks in {pooled:.1f} s, engine {engine_s:.1f} s", flush=True)
+        hq_cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.hq")] for i, spec in enumerate(specs)]
+        try:
+            hq = _hyperqueue(hq_cmds, workers, env, folder)
+        except Exception as exc:  # noqa: BLE001 - the comparison must not cost the other numbers
+            print(f"  xtb: HyperQueue failed: {type(exc).__name__}: {exc}", flush=True)
+            hq = None
+        hq_s = sum(float(p.read_text()) for p in outs.glob("*.hq"))
+        print(f"  xtb: HyperQueue {hq} s, engine {hq_s:.1f} s", flush=True)
         cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.one")] for i, spec in enumerate(specs)]
         one_by_one = _pool(cmds, workers, env)
         one_s = sum(float(p.read_text()) for p in outs.glob("*.one"))
-        hq_cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.hq")] for i, spec in enumerate(specs)]
-        hq = _hyperqueue(hq_cmds, workers, env, folder)
-        hq_s = sum(float(p.read_text()) for p in outs.glob("*.hq"))
+        print(f"  xtb: one process per task {one_by_one:.1f} s, engine {one_s:.1f} s", flush=True)
 
         def efficiency(busy: float, wall: float | None) -> float | None:
             return None if not wall else busy / (wall * workers)
