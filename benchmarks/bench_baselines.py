@@ -87,6 +87,7 @@ def bench_snakemake(n: int, workers: int, where: Path | None) -> float:
 
 # --- real work -----------------------------------------------------------------------------------
 
+XTB_ARMS = ("pipe_rules", "hyperqueue", "one_process")
 XTB_POOL = ("CCCC", "CCCO", "CCCCC", "CCOCC", "CCCN", "CC(C)CO", "CCCCO", "COCCO", "CCC(C)C", "OCCO")
 
 # One task in its own process: load the spec, time the engine alone, write the time beside it.
@@ -144,14 +145,21 @@ def _hyperqueue(cmds: list[list[str]], width: int, env: dict, folder: Path) -> f
         client = cluster.client()
         job = Job()
         for cmd in cmds:
-            job.program(cmd, env=env, cpus=1)
+            job.program(cmd, env=env)  # one cpu per task, HyperQueue's default request
         start = time.perf_counter()
         client.wait_for_jobs([client.submit(job)])
         return time.perf_counter() - start
 
 
-def bench_xtb(n: int, workers: int, where: Path | None) -> dict:
+def bench_xtb(n: int, workers: int, where: Path | None, arms: tuple[str, ...] = XTB_ARMS) -> dict:
+    """Efficiency = summed engine time / (wall x cores), each arm with one clock: the pipe_rules arm
+    sums result.json's wall_s (time.time) over its wall measured with time.time too."""
     folder = Path(tempfile.mkdtemp(prefix="xtb-", dir=where))
+    out: dict = {"tasks": n, "workers": workers, "arms": list(arms)}
+
+    def efficiency(busy: float, wall: float | None) -> float | None:
+        return None if not wall else busy / (wall * workers)
+
     try:
         tasks = _xtb_specs(folder, n)
         config = {"campaign": "bench", "run_root": str(folder / "runs"),
@@ -160,36 +168,38 @@ def bench_xtb(n: int, workers: int, where: Path | None) -> dict:
         (folder / "config.yaml").write_text(yaml.safe_dump(config))
         run_all([cli("stage", str(folder / "config.yaml"))])
         run_dir = folder / "runs" / "bench" / "main"
-        pooled = run_all(worker_cmds(run_dir, workers))[0].seconds
-        results = [json.loads(p.read_text()) for p in run_dir.glob("tasks/*/*/attempts/0/result.json")]
-        engine_s = sum(r["timings"]["wall_s"] for r in results)
-        done = sum(r["status"] == "COMPLETED" for r in results)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         specs = sorted(run_dir.glob("tasks/*/*/spec.json"))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         outs = folder / "times"
         outs.mkdir()
-        print(f"  xtb: pipe_rules {len(results)} tasks in {pooled:.1f} s, engine {engine_s:.1f} s", flush=True)
-        hq_cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.hq")] for i, spec in enumerate(specs)]
-        try:
-            hq = _hyperqueue(hq_cmds, workers, env, folder)
-        except Exception as exc:  # noqa: BLE001 - the comparison must not cost the other numbers
-            print(f"  xtb: HyperQueue failed: {type(exc).__name__}: {exc}", flush=True)
-            hq = None
-        hq_s = sum(float(p.read_text()) for p in outs.glob("*.hq"))
-        print(f"  xtb: HyperQueue {hq} s, engine {hq_s:.1f} s", flush=True)
-        cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.one")] for i, spec in enumerate(specs)]
-        one_by_one = _pool(cmds, workers, env)
-        one_s = sum(float(p.read_text()) for p in outs.glob("*.one"))
-        print(f"  xtb: one process per task {one_by_one:.1f} s, engine {one_s:.1f} s", flush=True)
-
-        def efficiency(busy: float, wall: float | None) -> float | None:
-            return None if not wall else busy / (wall * workers)
-
-        return {"tasks": len(results), "completed": done, "workers": workers,
-                "pipe_rules_s": pooled, "pipe_rules_engine_s": engine_s, "pipe_rules_efficiency": efficiency(engine_s, pooled),
-                "one_process_per_task_s": one_by_one, "one_process_engine_s": one_s,
-                "one_process_efficiency": efficiency(one_s, one_by_one),
-                "hyperqueue_s": hq, "hyperqueue_engine_s": hq_s if hq else None,
-                "hyperqueue_efficiency": efficiency(hq_s, hq), "tasks_per_s": len(results) / pooled}
+        if "pipe_rules" in arms:
+            start = time.time()
+            run_all(worker_cmds(run_dir, workers))
+            pooled = time.time() - start
+            results = [json.loads(p.read_text()) for p in run_dir.glob("tasks/*/*/attempts/0/result.json")]
+            engine_s = sum(r["timings"]["wall_s"] for r in results)
+            out.update(pipe_rules_s=pooled, pipe_rules_engine_s=engine_s, tasks=len(results),
+                       completed=sum(r["status"] == "COMPLETED" for r in results),
+                       pipe_rules_efficiency=efficiency(engine_s, pooled), tasks_per_s=len(results) / pooled)
+            print(f"  xtb: pipe_rules {len(results)} tasks in {pooled:.1f} s, engine {engine_s:.1f} s, "
+                  f"efficiency {100 * out['pipe_rules_efficiency']:.1f}%", flush=True)
+        if "hyperqueue" in arms:
+            cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.hq")] for i, spec in enumerate(specs)]
+            try:
+                hq = _hyperqueue(cmds, workers, env, folder)
+            except Exception as exc:  # noqa: BLE001 - the comparison must not cost the other numbers
+                print(f"  xtb: HyperQueue failed: {type(exc).__name__}: {exc}", flush=True)
+                hq = None
+            hq_s = sum(float(p.read_text()) for p in outs.glob("*.hq"))
+            out.update(hyperqueue_s=hq, hyperqueue_engine_s=hq_s, hyperqueue_efficiency=efficiency(hq_s, hq))
+            print(f"  xtb: HyperQueue {hq} s, engine {hq_s:.1f} s", flush=True)
+        if "one_process" in arms:
+            cmds = [[PY, "-c", _ONE_TASK, str(spec), str(outs / f"{i}.one")] for i, spec in enumerate(specs)]
+            one_by_one = _pool(cmds, workers, env)
+            one_s = sum(float(p.read_text()) for p in outs.glob("*.one"))
+            out.update(one_process_per_task_s=one_by_one, one_process_engine_s=one_s,
+                       one_process_efficiency=efficiency(one_s, one_by_one))
+            print(f"  xtb: one process per task {one_by_one:.1f} s, engine {one_s:.1f} s", flush=True)
+        return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
