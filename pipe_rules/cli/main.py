@@ -60,8 +60,7 @@ def _status_views(status, limit: int) -> list:
 
 
 def _cmd_status(args) -> int:
-    from pipe_rules.reporting.report_table import print_table
-    from pipe_rules.reporting.status import run_status
+    from pipe_rules.reporting.status import run_status  # rich only for tables: --json stays lighter
 
     layout = RunLayout(Path(args.run_dir))
     owners = args.owners != 0
@@ -77,6 +76,8 @@ def _cmd_status(args) -> int:
     if args.json:
         print(json.dumps(status.as_json()))
     else:
+        from pipe_rules.reporting.report_table import print_table
+
         for view in _status_views(status, args.owners):
             print_table(view)
         for line in status.unreadable:
