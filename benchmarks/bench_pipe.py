@@ -61,6 +61,15 @@ def completed_in_records(run_dir: Path) -> int:
     return int(out)
 
 
+STATUS_IMPORTS = ("import numpy, pipe_rules.cli.main, pipe_rules.reporting.status, pipe_rules.store.owner_index, "
+                  "pipe_rules.store.ledger")
+
+
+def status_startup_s() -> float:
+    """What `status` costs before it reads anything: the interpreter and its imports (no run at all)."""
+    return min(run_all([[PY, "-c", STATUS_IMPORTS]])[0].seconds for _ in range(2))
+
+
 def status_step(run_dir: Path, *extra: str) -> tuple[float, float, dict]:
     proc = run_all([cli("status", str(run_dir), "--json", *extra)], capture=True)[0]
     return proc.seconds, proc.peak_rss_mb, json.loads(proc.stdout)
@@ -93,6 +102,7 @@ def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
         status_first = status_step(run_dir)
         status_again = status_step(run_dir)
         status_counts = status_step(run_dir, "--owners", "0")
+        startup_status = status_startup_s()
         startup = run_all(worker_cmds(run_dir, workers))[0].seconds  # nothing left: start, look, exit
         completed = {"records": completed_in_records(run_dir), "status": status_again[2]["tasks"].get("COMPLETED", 0)}
         entries, at = largest_folder(run_dir)
@@ -112,6 +122,7 @@ def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
                 "floor_ratio": per_worker_ms / floor, "floor_ratio_net": net_ms / floor,
                 "status_s": {"pending": status_pending[0], "first": status_first[0], "again": status_again[0],
                              "owners0": status_counts[0]},
+                "status_startup_s": startup_status,
                 "peak_rss_mb": {"stage": stage.peak_rss_mb, "worker": max(p.peak_rss_mb for p in drain),
                                 "ingest": ingest.peak_rss_mb, "report": report.peak_rss_mb,
                                 "status": max(s[1] for s in (status_pending, status_first, status_again))},

@@ -15,6 +15,7 @@ from conftest import REPO, pipe_rules_cli
 from pipe_rules.inputs.adjlist import mol_dict_to_adjlist, parse_adjlist
 from pipe_rules.inputs.arc_input import read_arc_input
 from pipe_rules.store.manifest import manifest_task_ids, read_manifest
+from pipe_rules.store.records_io import load_records
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.task_files import load_spec
 
@@ -33,7 +34,7 @@ def campaign(tmp_path: Path, arc_file: str, runs: list[dict], name: str = "arc")
 
 
 def records(tmp_path: Path, run: str, name: str = "arc") -> dict:
-    return json.loads((tmp_path / "runs" / name / run / "results" / "records.json").read_text())
+    return load_records(RunLayout(tmp_path / "runs" / name / run))
 
 
 def run_ok(config: Path):

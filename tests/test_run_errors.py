@@ -26,7 +26,7 @@ def test_failing_rule_line_is_shown_and_exit_2(tmp_path):
                                                                  {"name": "b", "family": "species_sp", "from_run": "a"}])
     first = pipe_rules_cli("run", str(config), "--progress-every", "0", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
-    records = tmp_path / "runs" / "test" / "a" / "results" / "records.json"
+    records = tmp_path / "runs" / "test" / "a" / "results" / "summary.json"  # b's staging reads a's results
     json.loads(records.read_text())
     records.write_text("{")
     second = pipe_rules_cli("run", str(config), "--progress-every", "0", cwd=tmp_path)
