@@ -9,7 +9,8 @@ from importlib import metadata
 from typing import Any
 
 RESULT_SCHEMA_VERSION = 1
-_VERSIONED = ("pipe_rules", "numpy", "ase", "tblite", "rdkit", "pyscf", "geometric", "cclib", "snakemake")
+_VERSIONED = ("pipe_rules", "numpy", "ase", "tblite", "rdkit", "pyscf", "geometric", "cclib", "snakemake",
+              "threadpoolctl")
 
 
 @lru_cache(maxsize=1)

@@ -12,8 +12,6 @@ this module too and must not pay for tblite.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,17 +127,3 @@ def fresh_path(workdir: Path, stem: str) -> Path:
     while candidate.exists():
         candidate, n = workdir / f"{stem}-{n}", n + 1
     return candidate
-
-
-@contextmanager
-def thread_limit(get: Callable[[], int], set_: Callable[[int], Any], cores: int) -> Iterator[None]:
-    """Run with the engine's thread count at `cores` and restore it: workers run many tasks in one process."""
-    if not cores or cores < 1:
-        yield
-        return
-    before = get()
-    set_(int(cores))
-    try:
-        yield
-    finally:
-        set_(before)

@@ -10,8 +10,8 @@ energy (ESS "scf_not_converged"; options.max_cycle provokes it on purpose). Insi
 `geometric_solver.kernel` raises RuntimeError for an unconverged gradient SCF and returns
 (False, mol) when geomeTRIC runs out of steps: both are checked too.
 
-Threads: PySCF uses every core it sees; `cores` is applied with `lib.num_threads` for the run and
-the previous value restored afterwards, so one worker's setting never leaks into the next task.
+Threads: PySCF uses every core it sees (OpenMP, and BLAS through numpy); `cores` limits both for the
+run through threadpoolctl (`engines.threads`), entered once PySCF's libraries are loaded.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pipe_rules.engines.common import (
     frequency_data,
     number_option,
     parse_system,
-    thread_limit,
 )
+from pipe_rules.engines.threads import limited_threads
 
 ESS = FailureClass.ESS
 OPTIONS = {"max_cycle": 100, "conv_tol": 1e-9, "max_steps": 100, "imaginary_threshold_cm1": IMAGINARY_THRESHOLD_CM1}
@@ -198,9 +198,9 @@ def _close_output(mol) -> None:
 
 
 def _threads(cores: int):
-    from pyscf import lib
+    from pyscf import lib  # noqa: F401 - loads PySCF's OpenMP runtime, so the limit covers it
 
-    return thread_limit(lib.num_threads, lib.num_threads, cores)
+    return limited_threads(cores)
 
 
 ENGINE = PySCFEngine()

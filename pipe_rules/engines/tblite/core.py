@@ -1,22 +1,14 @@
 """What every tblite family shares: the calculator, the checks made before tblite runs, failure
-classification, the engine's options and the OpenMP thread limit.
+classification and the engine's options.
 
 tblite reports some failures by exception (SCF not converged, coincident atoms, Z > 86) and some
 not at all: an odd electron count with multiplicity 1 runs silently as a doublet, and atoms 0.01 A
 apart give an energy instead of an error. Those two checks are therefore ours (`system`,
 `check_geometry`), made before tblite runs.
-
-Threads: tblite parallelises with OpenMP, which reads OMP_NUM_THREADS once, when the library loads.
-Rather than change the worker's environment, each run sets the OpenMP thread count of the calling
-thread to `cores` through the loaded libgomp (omp_set_num_threads) and restores it afterwards; where
-no libgomp is loaded (other builds or platforms) `cores` is not enforced.
 """
 
 from __future__ import annotations
 
-import ctypes
-from contextlib import nullcontext
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +26,6 @@ from pipe_rules.engines.common import (
     check_known_options,
     number_option,
     parse_system,
-    thread_limit,
 )
 
 ESS = FailureClass.ESS
@@ -93,22 +84,3 @@ def write_xyz(path: Path, atoms: Atoms, comment: str) -> None:
     rows = (f"{s:<2} {x:16.10f} {y:16.10f} {z:16.10f}" for s, (x, y, z)
             in zip(atoms.get_chemical_symbols(), atoms.get_positions()))
     path.write_text(f"{len(atoms)}\n{comment}\n" + "\n".join(rows) + "\n")
-
-
-@lru_cache(maxsize=1)
-def _libgomp() -> Any:
-    """The OpenMP runtime tblite loaded (found in this process's memory map), or None."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libgomp" in line}
-    except OSError:
-        return None
-    return ctypes.CDLL(sorted(paths)[0]) if paths else None
-
-
-def omp_threads(cores: int):
-    gomp = _libgomp()
-    if gomp is None:
-        return nullcontext()
-    return thread_limit(gomp.omp_get_max_threads, gomp.omp_set_num_threads, cores)
-

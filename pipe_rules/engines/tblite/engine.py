@@ -4,7 +4,8 @@ of every other tblite family.
 An optimiser that runs out of steps returns False rather than raising: an engine error too.
 Frequencies, saddle points and IRCs live in `families`, rotor scans and interpolated TS guesses in
 `paths` (ASE and geomeTRIC driving tblite); they are imported on first use, so single-point workers
-never load geomeTRIC. What all of them share (checks, calculator, threads) is in `core`.
+never load geomeTRIC. What all of them share (checks, calculator) is in `core`;
+`cores` limits tblite's OpenMP and numpy's BLAS threads for the run (`engines.threads`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from pipe_rules.engines.tblite.core import (
     calculator,
     classify,
     energy_of,
-    omp_threads,
     settings_from,
     system,
     write_xyz,
 )
+from pipe_rules.engines.threads import limited_threads
 
 ESS = FailureClass.ESS
 BASIC_FAMILIES = frozenset({"conf_opt", "conf_sp", "species_sp"})
@@ -49,12 +50,12 @@ class TBLiteEngine:
         workdir = Path(workdir)
         if family in MORE_FAMILIES:
             from pipe_rules.engines.tblite.families import run_family
-            with omp_threads(cores):
+            with limited_threads(cores):
                 return run_family(family, method, payload, settings, workdir)
         atoms, charge, multiplicity = system(payload)
         atoms.calc = calculator(method, charge, multiplicity, settings)
         try:
-            with omp_threads(cores):
+            with limited_threads(cores):
                 if family == "conf_opt":
                     return _optimise(atoms, method, settings, workdir)
                 energy = energy_of(atoms)
