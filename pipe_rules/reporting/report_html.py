@@ -5,7 +5,8 @@ tasks, the family's numbers, its cost), the failures, and the plots of `report_p
 run has data for, embedded as base64 PNG so the page can be mailed or copied alone. Everything
 comes from the ingested results, read as a stream: the summary, the first MAX_OWNER_ROWS owners
 (plots draw from the same rows) and the first MAX_FAILURE_ROWS failures, so a run of 1,000,000
-tasks renders in bounded memory; every text put into the page is HTML-escaped.
+tasks renders in bounded memory. The page is a Jinja2 template (templates/report.html.j2) with
+autoescape on: every text put into it is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
-from html import escape
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from pipe_rules.reporting.report_plots import PLOTS, png_bytes
 from pipe_rules.reporting.report_table import duration, hours, owner_columns
@@ -24,35 +27,14 @@ from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.records_io import load_records
 
 REPORT_NAME = "report.html"
+TEMPLATE = "report.html.j2"  # in pipe_rules/reporting/templates/
 MAX_OWNER_ROWS = 500
 MAX_FAILURE_ROWS = 500
 MAX_MESSAGE = 300
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f0f0f0; }
-tr.failed td { background: #fdecea; }
-figure { display: inline-block; margin: 1em 1em 1em 0; }
-figcaption { font-weight: bold; }
-.note { color: #666; }
-"""
-
 
 def default_path(layout: RunLayout) -> Path:
     return layout.results_dir / REPORT_NAME
-
-
-def _table(table_id: str, header: Iterable[str], rows: Iterable[tuple[Iterable[Any], str]]) -> str:
-    """rows: (cells, css class); every header and cell is escaped."""
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = []
-    for cells, css in rows:
-        attr = f' class="{css}"' if css else ""
-        body.append(f"<tr{attr}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def _mb(value: float | None) -> str:
@@ -102,48 +84,35 @@ def _failure_rows(records: dict[str, Any]) -> list[tuple[list[str], str]]:
     return rows
 
 
-def _plots(records: dict[str, Any]) -> list[str]:
-    parts = []
+def _plots(records: dict[str, Any]) -> list[dict[str, str]]:
+    plots = []
     for plot_id, title, draw in PLOTS:
         try:
             fig = draw(records)
             if fig is None:
                 continue
-            data = base64.b64encode(png_bytes(fig)).decode("ascii")
+            plots.append({"id": plot_id, "title": title, "png": base64.b64encode(png_bytes(fig)).decode("ascii")})
         except Exception as exc:  # noqa: BLE001 - one bad plot must not cost the run its report
-            parts.append(f'<p class="note" id="plot-{plot_id}-error">{escape(title)}: could not be drawn '
-                         f'({escape(type(exc).__name__)}: {escape(str(exc))})</p>')
-            continue
-        parts.append(f'<figure id="plot-{plot_id}"><figcaption>{escape(title)}</figcaption>'
-                     f'<img alt="{escape(title, quote=True)}" src="data:image/png;base64,{data}"></figure>')
-    return parts
+            plots.append({"id": plot_id, "title": title, "error": f"{type(exc).__name__}: {exc}"})
+    return plots
+
+
+@lru_cache(maxsize=1)
+def _template() -> Template:
+    env = Environment(loader=PackageLoader("pipe_rules.reporting", "templates"), autoescape=True,
+                      undefined=StrictUndefined, keep_trailing_newline=True)
+    return env.get_template(TEMPLATE)
 
 
 def render_report(records: dict[str, Any]) -> str:
-    title = f"pipe_rules report: {records['run_id']}"
     header, rows = owner_rows(records)
-    n_owners = records.get("n_owners", len(rows))
-    body = [f"<h1>{escape(title)}</h1>", "<h2>Summary</h2>",
-            _table("summary", ["", "value"], [([k, v], "") for k, v in summary_rows(records)]),
-            f"<h2>Per owner ({n_owners})</h2>",
-            _table("owners", header, rows[:MAX_OWNER_ROWS])]
-    if n_owners > MAX_OWNER_ROWS:
-        body.append(f'<p class="note">first {MAX_OWNER_ROWS} of {n_owners} owners; all are in '
-                    'results/records.jsonl</p>')
     failures = records.get("failed", [])
-    n_failed = records.get("n_failed", len(failures))
-    if failures:
-        body += [f"<h2>Tasks that did not complete ({n_failed})</h2>",
-                 _table("failures", ["task", "owner", "state", "class", "reason", "engine message"],
-                        _failure_rows(records))]
-        if n_failed > MAX_FAILURE_ROWS:
-            body.append(f'<p class="note">first {MAX_FAILURE_ROWS} of {n_failed}; all are in results/failed.jsonl</p>')
-    plots = _plots(records)
-    if plots:
-        body += ["<h2>Plots</h2>", *plots]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return _template().render(
+        title=f"pipe_rules report: {records['run_id']}",
+        summary=[([k, v], "") for k, v in summary_rows(records)],
+        owner_header=header, owner_rows=rows[:MAX_OWNER_ROWS], n_owners=records.get("n_owners", len(rows)),
+        failure_rows=_failure_rows(records), n_failures=records.get("n_failed", len(failures)),
+        plots=_plots(records))
 
 
 def write_report(layout: RunLayout, out: Path | None = None) -> Path:
