@@ -213,6 +213,8 @@ def test_every_field_of_the_readme_ingestion_contract_is_in_the_records(campaign
             continue
         names = _names_in(records(campaign, run))
         for token in re.findall(r"`([^`]+)`", fields_cell):
+            if token.endswith((".json", ".jsonl")):
+                continue  # the file the fields are in, not a field
             for part in re.sub(r"\[[^\]]*\]", "", token).split("."):
                 if part in ("None", "CANCELLED", "FAILED_TERMINAL", "max_opt_cycles", "scf_not_converged"):
                     continue  # values the campaign does not produce, named as examples

@@ -325,3 +325,20 @@ def test_snakemake_stopping_on_an_error_still_cancels_the_array(tmp_path, fake):
     assert proc.returncode != 0
     assert "condor_q not found on PATH" in proc.stdout + proc.stderr
     assert calls(fake, "condor_rm") == [["condor_rm", "4242"]]  # the whole array, once
+
+
+def test_a_status_round_before_any_submission_never_touches_the_rate_limiter():
+    """The base class starts its status thread before it creates status_rate_limiter; on a loaded
+    machine the first (empty) round came first, its AttributeError killed the thread and Snakemake
+    waited for ever. An empty round must return without asking anything."""
+    import asyncio
+
+    from pipe_rules.schedulers.executor import Executor
+
+    half_made = Executor.__new__(Executor)  # as the status thread sees it: no status_rate_limiter yet
+    assert not hasattr(half_made, "status_rate_limiter")
+
+    async def one_round():
+        return [info async for info in half_made.check_active_jobs([])]
+
+    assert asyncio.run(one_round()) == []

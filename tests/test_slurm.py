@@ -120,7 +120,7 @@ def test_plain_snakemake_profile_slurm_after_pipe_rules_init(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert len(submissions_since(before, tmp_path)) == 1  # the shards as one array
-    records = read_json(RunLayout(tmp_path / "runs/test/main").records, "records")
+    records = load_records(RunLayout(tmp_path / "runs/test/main"))
     assert records["run_state"] == "COMPLETED" and len(records["owners"]) == 6
 
 

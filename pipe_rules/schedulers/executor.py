@@ -188,6 +188,10 @@ class Executor(RemoteExecutor):
                 self.unfinished.pop(element.array_id, None)
 
     async def check_active_jobs(self, active_jobs: list[SubmittedJobInfo]) -> AsyncGenerator[SubmittedJobInfo, None]:
+        if not active_jobs:
+            # The base class starts its status thread before it makes status_rate_limiter; with nothing
+            # submitted yet there is nothing to ask, and touching the limiter could race its creation.
+            return
         elements = [info.aux["element"] for info in active_jobs]
         async with self.status_rate_limiter:  # one batched query per round
             try:
