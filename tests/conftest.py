@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +62,13 @@ def pipe_rules_cli(*args: str, cwd: Path | None = None, check: bool = False, tim
     if check and proc.returncode != 0:
         raise AssertionError(f"pipe-rules {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def interruptible() -> None:
+    """preexec_fn for a child the test will Ctrl-C: a suite started in the background (`make test &`,
+    some CI runners) ignores SIGINT, children inherit that, and Python then never raises
+    KeyboardInterrupt, so the SIGINT a test sends would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(predicate, timeout: float = 60.0, what: str = "condition", poll_s: float = 0.005) -> None:

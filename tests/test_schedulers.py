@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PYTHON, REPO, wait_until, write_config
+from conftest import PYTHON, REPO, interruptible, wait_until, write_config
 
 from pipe_rules.schedulers import commands, status, wrapper
 from pipe_rules.schedulers.commands import ArrayRequest
@@ -282,7 +282,7 @@ def test_ctrl_c_during_a_status_round_cancels_every_array_in_one_call(tmp_path, 
     write_config(tmp_path, 4, shards=2, options={"sleep_s": 60}, lease_s=120, linger_s=1)
     fake[f"FAKE_{QUERY[scheduler].upper()}_SLEEP"] = "8"
     head = subprocess.Popen(snakemake(scheduler), cwd=tmp_path, env=fake, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         wait_until(lambda: calls(fake, QUERY[scheduler]), timeout=120, what="a status round", poll_s=0.2)
         time.sleep(1)  # inside the 8 s round

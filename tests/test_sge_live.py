@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, wait_until, write_config
+from conftest import PYTHON, REPO, interruptible, wait_until, write_config
 
 from pipe_rules.schedulers import status as status_module
 from pipe_rules.store.layout import RunLayout
@@ -212,7 +212,7 @@ def test_live_sge_ctrl_c_cancels_with_one_qdel(tmp_path, sge):
     env = counting_shims(tmp_path / "bin", env)
     layout = RunLayout(tmp_path / "runs/test/main")
     head = subprocess.Popen(snakemake(), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=interruptible)
     try:
         wait_until(lambda: submitted_arrays(tmp_path) and layout.manifest.exists() and any(
             read_state(layout, t).status is TaskState.RUNNING for t in manifest_task_ids(layout)),

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, wait_until, write_config
+from conftest import PYTHON, REPO, interruptible, wait_until, write_config
 
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
@@ -172,7 +172,7 @@ def test_walltime_kill_hands_the_task_back_and_the_run_completes(tmp_path):
 def _interrupt_midway(folder: Path, profile: str, layout: RunLayout, done: int) -> None:
     """Ctrl-C in the user's terminal: SIGINT to Snakemake's whole process group."""
     head = subprocess.Popen(snakemake_cmd(profile), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=interruptible)
     wait_until(lambda: layout.manifest.exists() and count_state(layout, TaskState.COMPLETED) >= done,
                timeout=300, what=f"{done} completed tasks", poll_s=0.2)
     os.killpg(head.pid, signal.SIGINT)
