@@ -255,3 +255,12 @@ def test_run_elsewhere_prints_plain_progress_lines(tmp_path):
     lines = [line for line in proc.stdout.splitlines() if line.startswith("progress main:")]
     assert lines and lines[-1] == "progress main: 4/4 ended (4 done, 0 failed, 0 running, 0 pending)"
     assert "\x1b[" not in proc.stdout  # no terminal codes in a log
+
+
+def test_owner_table_from_the_ledgers_matches_the_states_with_an_alias(mixed_run, monkeypatch):
+    import pipe_rules.reporting.status as status
+
+    monkeypatch.setattr(status, "LIST_PENDING_BELOW", 0)  # counted from the ledgers, tokens of pending unread
+    fast, exact = run_status(mixed_run, owners=True), run_status(mixed_run, exact=True, owners=True)
+    assert fast.counts == exact.counts and fast.as_json()["owners"] == exact.as_json()["owners"]
+    assert fast.as_json()["owners"]["h2_copy"]["tasks"] == 1 and fast.cost.attempts == 3

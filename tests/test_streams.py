@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 from conftest import pipe_rules_cli, write_config
@@ -195,3 +196,18 @@ def test_inputs_seen_three_times_are_computed_once_and_merged_into_the_first(tmp
     assert (report.new_tasks, report.duplicates) == (2, 2)
     assert {a: alias["of"] for a, alias in iter_aliases(layout)} == {"s7_conf_opt_0": "s0_conf_opt_0",
                                                                       "s9_conf_opt_0": "s0_conf_opt_0"}
+
+
+def test_owner_index_finds_ids_by_hash_whatever_their_width_and_ignores_unknown_ids(staged_run):
+    from pipe_rules.store.owner_index import id_array, load_owner_index
+
+    layout = staged_run(5)
+    index = load_owner_index(layout)
+    ids = sorted(e.task_id for e in iter_entries(layout))
+    owners = {e.task_id: e.owner for e in iter_entries(layout)}
+    wide = np.array([i.encode() for i in ids] + [b"x" * 64], dtype="S64")  # wider than any staged id
+    for query in (ids, id_array(ids[::-1]), wide[:-1]):
+        got = [index.owners[o] for o in index.owners_of(query).tolist()]
+        assert got == [owners[i.decode() if isinstance(i, bytes) else str(i)] for i in list(query)]
+    assert index.owners_of(["not_a_task", ids[0] + "x", ids[0][:-1]]).tolist() == [-1, -1, -1]
+    assert index.positions_of(wide[-1:]).tolist() == [-1]

@@ -1,29 +1,38 @@
 """A view of a run: task counts per state, the run state, and (on request) counts and CPU-hours per owner.
 
-The fast path counts queue tokens instead of reading state files: pending tokens, in-flight
-tokens and markers of tasks that ended without COMPLETED; the rest of the staged tasks are
-COMPLETED. That is a few hundred directory listings at 100,000 tasks. `exact=True` reads every
-state file instead (and is used when the tokens do not add up, e.g. after a crash before
-`reconcile`).
+The fast path never lists the pending tokens (1,000,000 of them at the start of a big run) and
+never reads a state file: COMPLETED comes from the workers' cost ledgers (costs/*.tsv, one line per
+attempt with its outcome; a worker appends it just before the terminal state), RUNNING from the
+in-flight tokens, the failures from their markers, and PENDING is the rest of the staged tasks,
+per owner too (its tasks minus the others). Task ids are mapped to owners through the run's owner
+index (owner_index.npz, hashed ids: see store/owner_index.py), so 1,000,000 ledger lines count in
+well under a second. Runs whose ledgers have no outcome column (schema 1), or whose counts do not
+add up, fall back to counting tokens (pending ones included); `exact=True` reads every state file
+instead (e.g. after a crash before `reconcile`).
 
-Per owner, the token names are mapped to owners through the run's owner index (read from the
-specs once, then cached as owner_index.npz), and CPU-hours come from the workers' cost ledgers
-(costs/*.tsv, their sums cached in costs/tally-cache-v2.npz). Those two caches are the only files this
-view may write; nothing else on disk is changed.
+A task can end COMPLETED without its ledger line (a worker killed between result.json and that
+line, whose result `reconcile` salvages; a ledger write that failed on a full disk): the ledgers
+would count it PENDING forever. So once the ledgers say at most LIST_PENDING_BELOW tasks are
+pending, the pending tokens are listed as before (50,000 names: ~0.1 s) and the token counts are the
+answer: the count is exact near the end of a run, where the run state depends on it, and off by at
+most the salvaged tasks while more are pending.
+
+CPU-hours come from the same ledgers (their sums cached in costs/tally-cache-v3.npz). That cache and
+the owner index are the only files this view may write; nothing else on disk is changed.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.reporting.cost_sums import CostSummary
+from pipe_rules.reporting.owner_counts import OWNER_COLUMNS, _COLUMN_OF, OwnerCounts, OwnerTable
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.ledger import CostTally
 from pipe_rules.store.runrecord import read_run
@@ -33,70 +42,7 @@ from pipe_rules.store.taskstate import read_state
 if TYPE_CHECKING:
     import numpy as np
 
-OWNER_COLUMNS = ("pending", "running", "done", "failed", "cancelled")
-_COLUMN_OF = {TaskState.PENDING: "pending", TaskState.CLAIMED: "running", TaskState.RUNNING: "running",
-              TaskState.ORPHANED: "running", TaskState.FAILED_RETRYABLE: "running", TaskState.COMPLETED: "done",
-              TaskState.FAILED_ESS: "failed", TaskState.FAILED_TERMINAL: "failed", TaskState.CANCELLED: "cancelled"}
-
-
-@dataclass
-class OwnerCounts:
-    """Tasks of one owner by what a person asks ("how many are done?") and what they cost so far.
-    `running` includes claimed tasks and those between a failure and their re-queue."""
-
-    pending: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    cost: CostSummary = field(default_factory=CostSummary)
-
-    @property
-    def total(self) -> int:
-        return self.pending + self.running + self.done + self.failed + self.cancelled
-
-    def as_json(self) -> dict[str, Any]:
-        return {"pending": self.pending, "running": self.running, "done": self.done, "failed": self.failed,
-                "cancelled": self.cancelled, "tasks": self.total, "cpu_hours": self.cost.cpu_hours,
-                "cpu_hours_used": self.cost.cpu_hours_used, "peak_rss_mb": self.cost.peak_rss_mb}
-
-
-class OwnerTable(Mapping):
-    """owner key -> OwnerCounts, built on access from per-column arrays (a run can have 100,000
-    owners; a table shows 25 of them)."""
-
-    def __init__(self, owners: list[str], columns: dict[str, np.ndarray], cost: np.ndarray, run_cost: CostSummary):
-        self._owners = owners  # sorted
-        self._columns = columns
-        self._cost = cost  # rows: attempts, cpu_hours, cpu_hours_used, task_wall_s, peak_rss_mb
-        self.run_cost = run_cost
-
-    def _position(self, owner: str) -> int:
-        at = bisect.bisect_left(self._owners, owner)
-        if at == len(self._owners) or self._owners[at] != owner:
-            raise KeyError(owner)
-        return at
-
-    def __getitem__(self, owner: str) -> OwnerCounts:
-        i = self._position(owner)
-        attempts, cpu_hours, used, wall_s, peak = (float(v) for v in self._cost[:, i])
-        return OwnerCounts(**{c: int(self._columns[c][i]) for c in OWNER_COLUMNS},
-                           cost=CostSummary(int(attempts), cpu_hours, used, wall_s, peak or None))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._owners)
-
-    def as_json(self) -> dict[str, dict[str, Any]]:
-        """Every owner's OwnerCounts.as_json(), built column-wise (100,000 owners in well under a second)."""
-        columns = {c: self._columns[c].tolist() for c in OWNER_COLUMNS}
-        tasks = sum(self._columns[c] for c in OWNER_COLUMNS).tolist()
-        cpu_hours, used, peak = self._cost[1].tolist(), self._cost[2].tolist(), self._cost[4].tolist()
-        return {owner: {**{c: columns[c][i] for c in OWNER_COLUMNS}, "tasks": tasks[i], "cpu_hours": cpu_hours[i],
-                        "cpu_hours_used": used[i], "peak_rss_mb": peak[i] or None}
-                for i, owner in enumerate(self._owners)}
-
-    def __len__(self) -> int:
-        return len(self._owners)
+__all__ = ["OWNER_COLUMNS", "OwnerCounts", "OwnerTable", "RunStatus", "StatusReader", "run_status"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +118,11 @@ def _state_counts(layout: RunLayout) -> tuple[Counter, list[str], dict[str, Task
     return counts, unreadable, states
 
 
+LIST_PENDING_BELOW = 50_000
+_CODES = (TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETED, TaskState.FAILED_ESS,
+          TaskState.FAILED_TERMINAL, TaskState.CANCELLED)  # per-task codes of the ledger path
+
+
 class StatusReader:
     """Reads a run's status; keeps the cost ledgers' read positions, so a `--watch` loop or the
     progress display re-reads only what the workers appended since."""
@@ -183,11 +134,19 @@ class StatusReader:
     def read(self, exact: bool = False, owners: bool = False) -> RunStatus:
         run = read_run(self.layout)
         unreadable: list[str] = []
-        counts = None
+        counts = codes = index = None
         if not exact:
-            names = _token_names(self.layout)
-            counts = _token_counts(names, run.n_tasks)
-            known = names
+            found = self._ledger_codes(run.n_tasks)
+            if found is not None:
+                codes, index = found
+                import numpy as np
+
+                tally = np.bincount(codes, minlength=len(_CODES))
+                counts = Counter({state: int(tally[i]) for i, state in enumerate(_CODES)})
+            else:
+                names = _token_names(self.layout)
+                counts = _token_counts(names, run.n_tasks)
+                known = names
         if counts is None:
             exact = True
             counts, unreadable, states = _state_counts(self.layout)
@@ -199,9 +158,57 @@ class StatusReader:
                            tuple(unreadable), exact)
         if not owners:
             return status
-        table = self._owners(known, rest_done=not exact)
+        table = self._owners_from_codes(index, codes) if codes is not None else \
+            self._owners(known, rest_done=not exact)
         return RunStatus(status.run_id, status.run_state, status.counts, status.unreadable, status.exact,
                          table, table.run_cost)
+
+    def _ledger_codes(self, n_tasks: int):
+        """(a state code per staged task, in the owner index's order; the index), or None when the
+        tokens should be counted: an outcome-less ledger, ids the index does not know, or at most
+        LIST_PENDING_BELOW tasks without a COMPLETED line (see the module's docstring)."""
+        import numpy as np
+
+        from pipe_rules.store.owner_index import load_owner_index
+
+        tally = self._tally.refresh()
+        if tally.unknown_outcomes:
+            return None
+        index = load_owner_index(self.layout)
+        if len(index.task_ids) != n_tasks:
+            return None  # staging under way, or a manifest that does not match the run record
+        codes = np.zeros(n_tasks, dtype=np.int8)
+        done = index.positions_of(tally.task_ids()[tally.completed_rows()])
+        if (done < 0).any():
+            return None
+        codes[done] = _CODES.index(TaskState.COMPLETED)
+        if n_tasks - int(np.count_nonzero(codes)) <= LIST_PENDING_BELOW:
+            return None  # few pending: their tokens are cheap to list and exact
+        names = {TaskState.RUNNING: _file_names(self.layout.inflight_dir, 0)}  # a token wins over a ledger line
+        for state in (TaskState.FAILED_ESS, TaskState.FAILED_TERMINAL, TaskState.CANCELLED):
+            names[state] = _file_names(self.layout.ended_dir / state.value, 1)
+        for state, ids in names.items():
+            at = index.positions_of(ids)
+            if (at < 0).any():
+                return None
+            codes[at] = _CODES.index(state)
+        return codes, index
+
+    def _owners_from_codes(self, index, codes) -> OwnerTable:
+        """Per-owner columns from the per-task codes: one bincount per code."""
+        import numpy as np
+
+        n = len(index.owners)
+        columns = {column: np.zeros(n, dtype=np.int64) for column in OWNER_COLUMNS}
+        for code, task_state in enumerate(_CODES):
+            columns[_COLUMN_OF[task_state]] += np.bincount(index.owner_of[codes == code], minlength=n)
+        if len(index.alias_owner):
+            at = index.positions_of(index.alias_base)
+            known = at >= 0
+            for code, task_state in enumerate(_CODES):
+                mine = index.alias_owner[known][codes[at[known]] == code]
+                columns[_COLUMN_OF[task_state]] += np.bincount(mine, minlength=n)
+        return OwnerTable(index.owners, columns, *self._costs(index))
 
     def _owners(self, known: dict[TaskState, list[str]], rest_done: bool) -> OwnerTable:
         """Per-owner columns from the task ids known per state (tokens, or state files when exact);
@@ -229,6 +236,13 @@ class StatusReader:
                 task_state = state_of.get(base, TaskState.COMPLETED if rest_done else None)
                 if task_state is not None:
                     columns[_COLUMN_OF[task_state]][owner] += 1
+        return OwnerTable(index.owners, columns, *self._costs(index))
+
+    def _costs(self, index) -> tuple[np.ndarray, CostSummary]:
+        """CPU-hours per owner (rows: attempts, cpu_hours, cpu_hours_used, task_wall_s, peak_rss_mb) and the run's."""
+        import numpy as np
+
+        n = len(index.owners)
         tally = self._tally.refresh()
         values = tally.values()  # per attempt: cores, wall_s, cpu_s, peak_rss_mb
         per_attempt = np.column_stack([np.ones(len(values)), values[:, 0] * values[:, 1] / 3600.0,
@@ -241,7 +255,7 @@ class StatusReader:
         totals = per_attempt.sum(axis=0)
         run_cost = CostSummary(int(totals[0]), float(totals[1]), float(totals[2]), float(totals[3]),
                                float(values[:, 3].max()) if len(values) else None)
-        return OwnerTable(index.owners, columns, np.vstack([*cost, peak]), run_cost)
+        return np.vstack([*cost, peak]), run_cost
 
 
 class ProgressCounter:

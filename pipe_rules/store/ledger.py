@@ -65,11 +65,11 @@ class CostTally:
 
     Row i of `task_ids()` and `values()` (cores, wall_s, cpu_s, peak_rss_mb) describe one attempt.
     Parsed with numpy (100,000 lines in about a tenth of a second) and cached in
-    `costs/tally-cache-v2.npz` with the read position in each ledger, so the next `status` reads only
+    `costs/tally-cache-v3.npz` with the read position in each ledger, so the next `status` reads only
     the lines appended since: the ledgers only ever grow, and a ledger shorter than its cached
     position invalidates the cache."""
 
-    CACHE = "tally-cache-v2.npz"
+    CACHE = "tally-cache-v3.npz"
 
     def __init__(self, run_root: Path, cache: bool = True):
         self.folder = ledger_dir(run_root)
@@ -77,6 +77,7 @@ class CostTally:
         self._offsets: dict[str, int] = {}
         self._ids: list = []  # numpy unicode arrays, concatenated on demand
         self._blocks: list = []  # numpy arrays (n, 4)
+        self._done: list = []  # numpy bool arrays: the row's outcome is COMPLETED
         self.completed = 0  # attempts whose line says COMPLETED
         self.unknown_outcomes = 0  # lines of schema-1 ledgers
         self._loaded = False
@@ -111,13 +112,21 @@ class CostTally:
             self._blocks = [np.concatenate(self._blocks) if self._blocks else np.zeros((0, 4))]
         return self._blocks[0]
 
+    def completed_rows(self):
+        """A bool per row of `task_ids()`: that attempt ended COMPLETED."""
+        import numpy as np
+
+        if len(self._done) != 1:
+            self._done = [np.concatenate(self._done) if self._done else np.zeros(0, dtype=bool)]
+        return self._done[0]
+
     def _load_cache(self, names: list[str]) -> None:
         import numpy as np
 
         try:
             with np.load(self.folder / self.CACHE, allow_pickle=False) as data:
                 files, offsets = data["files"].tolist(), data["offsets"].tolist()
-                ids, values = data["task_ids"], data["values"]
+                ids, values, done = data["task_ids"], data["values"], data["completed_rows"]
                 completed, unknown = (int(v) for v in data["outcomes"])
         except (OSError, ValueError, KeyError):
             return
@@ -128,7 +137,7 @@ class CostTally:
             except FileNotFoundError:
                 return
         self._offsets = dict(zip(files, offsets))
-        self._ids, self._blocks = [ids], [values]
+        self._ids, self._blocks, self._done = [ids], [values], [done]
         self.completed, self.unknown_outcomes = completed, unknown
         self._rows_saved = len(values)
 
@@ -141,7 +150,7 @@ class CostTally:
             with open(tmp, "wb") as handle:
                 np.savez(handle, files=np.array(list(self._offsets), dtype=str).reshape(-1),
                          offsets=np.array(list(self._offsets.values()), dtype=np.int64),
-                         task_ids=self.task_ids(), values=self.values(),
+                         task_ids=self.task_ids(), values=self.values(), completed_rows=self.completed_rows(),
                          outcomes=np.array([self.completed, self.unknown_outcomes], dtype=np.int64))
             os.replace(tmp, path)
             self._rows_saved = len(self.values())
@@ -192,7 +201,9 @@ class CostTally:
                     rows.append(row)
                     outcomes.append(parts[6] if len(parts) == len(_FIELDS) else None)
             ids, numbers = np.array(kept, dtype=object), np.array(rows, dtype=float).reshape(-1, 4)
-        self.completed += outcomes.count("COMPLETED")
+        done = np.array([o == "COMPLETED" for o in outcomes], dtype=bool)
+        self.completed += int(done.sum())
         self.unknown_outcomes += outcomes.count(None)
         self._ids.append(id_array(ids))
         self._blocks.append(numbers)
+        self._done.append(done)
