@@ -1,11 +1,12 @@
-# The two commands of the README. Both set up everything they need on a fresh Debian machine.
+# The commands of the README. Each sets up everything it needs on a fresh Debian machine.
 #   make demo   - create .venv, install pipe_rules and its engines, run the demo campaign (config.yaml)
-#   make test   - the same set-up plus test tools and a real single-node SLURM, then the test suite
+#   make check  - format, lint and import checks, then the fast tests (about a minute; no schedulers)
+#   make test   - the same checks, a real single-node SLURM and Grid Engine, then every test (what CI runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pipe_rules-installed
 
-.PHONY: demo test setup clean-demo
+.PHONY: demo check test setup clean-demo
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +18,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/pipe-rules run config.yaml --profile profiles/local
+
+check: $(STAMP)
+	CHECK=1 bash tests/run_tests.sh
 
 test: $(STAMP)
 	bash tests/run_tests.sh

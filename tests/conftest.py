@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,81 @@ def mounted_tmpfs(folder: Path, options: str, what: str = "a tmpfs") -> Iterator
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+def snakemake(folder: Path, *extra: str):
+    """`snakemake --profile profiles/local` on folder/config.yaml, as a user runs it."""
+    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+           "--configfile", "config.yaml", "--profile", str(REPO / "profiles" / "local"), *extra]
+    return subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
+
+
+def tblite_energy(xyz: dict, method: str = "GFN2-xTB") -> float:
+    """The reference: tblite's own interface called directly (Bohr), not through pipe_rules or ASE."""
+    import numpy as np
+    from ase.data import atomic_numbers
+    from ase.units import Bohr
+    from tblite.interface import Calculator
+
+    numbers = np.array([atomic_numbers[s] for s in xyz["symbols"]])
+    calc = Calculator(method, numbers, np.array(xyz["coords"], dtype=float) / Bohr)
+    calc.set("verbosity", 0)
+    return float(calc.singlepoint().get("energy"))
+
+
+WATER = "O 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469"
+HCN_GUESS = "C 0 0 0\nN 1.18 0 0\nH 0.59 1.0 0"  # H bridging C and N
+FAMILY_SPECIES = [
+    {"label": "water", "xyz": WATER},
+    {"label": "ethane", "smiles": "CC", "torsions": [[2, 0, 1, 5]]},  # RDKit order: C0 C1, H2-4 on C0, H5-7 on C1
+    {"label": "bad_water", "xyz": WATER, "multiplicity": 2},  # 10 electrons cannot be a doublet
+    {"label": "hcn_ts", "ts_guesses": [HCN_GUESS]},
+]
+FAMILY_REACTIONS = [{"label": "h_exchange", "reactant_xyz": "H 0 0 0\nH 0.74 0 0\nH 3.0 0 0",
+                     "product_xyz": "H -1.5 0 0\nH 0.74 0 0\nH 1.48 0 0", "multiplicity": 2}]
+
+
+def family_config(folder, runs, species=FAMILY_SPECIES, reactions=FAMILY_REACTIONS, **defaults):
+    """A tblite campaign of every family's inputs (test_families_e2e, test_report), one shard per run."""
+    path = write_config(folder, engine="tblite", species=species, runs=runs, shards=1, **defaults)
+    data = yaml.safe_load(path.read_text())
+    if reactions:
+        data["reactions"] = reactions
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def parse_tables(html: str) -> dict[str, list[list[str]]]:
+    parser = _Tables()
+    parser.feed(html)
+    return {name: rows[1:] for name, rows in parser.tables.items()}  # without the header row
+
+
+class _Tables(HTMLParser):
+    """Text of every <table id=...> as rows of cells (the header row first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._table = dict(attrs).get("id")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)

@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
-# Test entry point (`make test`, and so CI): start the real schedulers the integration tests use,
-# then run pytest. A scheduler that cannot start is reported here and its tests skip with that
-# reason (shown by `pytest -ra`), never silently.
+# Test entry point, in CI's order: format, lint, import contract, tests.
+#   make test  (CI, .ci/run): the three checks, then the real schedulers are started and every test runs.
+#   make check (CHECK=1):     the three checks and the fast tests only (-m "not slow": no whole
+#                             Snakemake campaigns, real SLURM/SGE, benchmarks or storms), about a minute.
+# A scheduler that cannot start is reported here and its tests skip with that reason (shown by
+# `pytest -ra`), never silently. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+BIN=$(dirname "$PY")
+
+step() {  # step <title> <command...>: stop at the first check that fails
+  echo "== $1"
+  shift
+  "$@" || { echo "FAILED: $*"; exit 1; }
+}
+
+LINT_TEST=tests/test_workflow_lint.py::test_snakemake_lint_is_clean  # what --lint may say is decided there
+
+step "format: snakefmt --check workflow/" "$BIN/snakefmt" --check workflow
+step "format: ruff check (pyflakes: undefined names, unused imports)" "$BIN/ruff" check --quiet pipe_rules tests scripts benchmarks
+step "lint: snakemake --lint" "$PY" -m pytest -q -p no:cacheprovider "$LINT_TEST"
+# the layering of pipe_rules/ (contract in pyproject.toml): a broken layer fails before any test runs
+step "import contract: lint-imports" "$BIN/lint-imports" --no-cache
+if [ "${CHECK:-0}" = 1 ]; then
+  echo "== tests: the fast set (pytest -m 'not slow')"
+  exec "$PY" -m pytest -ra -m "not slow" --deselect "$LINT_TEST" "$@"
+fi
 
 start() {  # start <name> <script> <env var that carries the reason to the tests>
   local log="/tmp/pipe_rules_$1_start.log"
@@ -23,6 +45,5 @@ if ! command -v strace > /dev/null; then
 fi
 start slurm tests/cluster/start_slurm.sh PIPE_RULES_SLURM_UNAVAILABLE
 [ -x tests/cluster/start_sge.sh ] && start sge tests/cluster/start_sge.sh PIPE_RULES_SGE_UNAVAILABLE
-# the layering of pipe_rules/ (contract in pyproject.toml): a broken layer fails before any test runs
-"$(dirname "$PY")/lint-imports" --no-cache || exit 1
-exec "$PY" -m pytest -ra "$@"
+echo "== tests: all of them"
+exec "$PY" -m pytest -ra --deselect "$LINT_TEST" "$@"

@@ -11,10 +11,8 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from ase.units import Bohr
-from tblite.interface import Calculator
+from conftest import tblite_energy
 
 from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.contracts.spec import TaskSpec
@@ -33,15 +31,7 @@ SPECIES = [{"label": "butanol", "smiles": "CCCCO"}, {"label": "pentane", "smiles
            {"label": "water", "xyz": "3\nwater\nO 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469"}]
 # one worker, short leases: a task of a killed worker is re-queued within seconds
 FAST = {"shards": 1, "lease_s": 3, "heartbeat_s": 0.5, "clock_skew_s": 0, "linger_s": 6}
-_NUMBERS = {"H": 1, "C": 6, "N": 7, "O": 8}
 HANG_GUARD_S = 600  # only so a broken run cannot hang the suite; no assertion is about time
-
-
-def tblite_energy(xyz: dict, method: str = "GFN2-xTB") -> float:
-    numbers = np.array([_NUMBERS[s] for s in xyz["symbols"]])
-    calc = Calculator(method, numbers, np.array(xyz["coords"]) / Bohr)
-    calc.set("verbosity", 0)
-    return float(calc.singlepoint().get("energy"))
 
 
 def poll_until(api: PipeAPI, name: str, condition) -> RunPoll:
@@ -61,6 +51,7 @@ def completed_attempts(layout: RunLayout, task_id: str) -> list[int]:
                   if json.loads(p.read_text())["status"] == "COMPLETED")
 
 
+@pytest.mark.slow
 def test_full_cycle_survives_a_host_restart_mid_run(tmp_path):
     project = tmp_path / "project"
     api = PipeAPI(project)
@@ -125,6 +116,7 @@ def _water_spec(index: int, level: str) -> TaskSpec:
                            input_payload={"xyz": xyz, "charge": 0, "multiplicity": 1})
 
 
+@pytest.mark.slow
 def test_planned_specs_run_through_the_api(tmp_path):
     tasks = [_water_spec(i, "GFN2-xTB") for i in range(10)] + [_water_spec(i, "GFN1-xTB") for i in range(2)]
     planned = plan(tasks, min_batch_size=10)
@@ -151,6 +143,7 @@ def test_planned_specs_run_through_the_api(tmp_path):
         assert owner.fields["e_elect"] == pytest.approx(reference * 2625.499639, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_launcher_and_cancels_unfinished_tasks(tmp_path):
     api = PipeAPI(tmp_path)
     species = [{"label": f"h2_{i}", "xyz": f"H 0 0 0\nH 0 0 {0.70 + 0.01 * i:.2f}"} for i in range(8)]

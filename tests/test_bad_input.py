@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import pipe_rules_cli, write_config
 
+from pipe_rules.cli.main import main
 from pipe_rules.contracts.errors import SpecError
 from pipe_rules.execution.worker import run_worker
 from pipe_rules.store.layout import RunLayout
@@ -129,3 +130,60 @@ def test_edited_spec_is_never_executed(tmp_path):
     state = read_state(layout, task_id)
     assert state.status is TaskState.FAILED_TERMINAL
     assert state.failure_reason == "invalid_spec"
+
+
+def test_work_with_a_record_in_a_missing_folder_stops_before_any_work(finished_run, tmp_path):
+    """Refused up front: a summary that cannot be written would fail the shard job after its work."""
+    config, layout = finished_run
+    _edit(config, lambda d: d["runs"].append({"name": "more", "family": "species_sp"}))
+    pipe_rules_cli("stage", str(config), "--run", "more", check=True)
+    more = layout.root.parent / "more"
+    before = tree_digest(more)
+    record = tmp_path / "missing" / "dir" / "s.json"
+    line = _one_line_error(pipe_rules_cli("work", str(more), "--record", str(record)))
+    assert line == (f"pipe-rules: error: {record}: field '--record': folder '{record.parent}' does not exist; "
+                    "create it or give another path")
+    assert tree_digest(more) == before  # no task was claimed
+
+
+def test_config_reference_update_of_a_missing_file_is_one_line(tmp_path):
+    line = _one_line_error(pipe_rules_cli("config-reference", "--update", "missing.md", cwd=tmp_path))
+    assert line == "pipe-rules: error: missing.md: No such file or directory"
+
+
+RECORD_DAMAGE = [  # (what is done to an ingested records.json, the field the line must name)
+    (lambda r: r.pop("family"), "family"),
+    (lambda r: r.pop("run_id"), "run_id"),
+    (lambda r: r.update(owners=[]), "owners"),
+    (lambda r: r["failed"].append({"task_id": "x"}), "failed.0.owner_key"),
+]
+
+
+def _main_line(capsys, *argv: str) -> str:
+    """cli.main in this process (what `pipe-rules` runs): exit code 2 and one line on stderr."""
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_results_and_report_on_records_that_lack_their_keys(finished_run, capsys):
+    _, layout = finished_run
+    assert main(["ingest", str(layout.root)]) == 0
+    pristine = layout.records.read_text()
+    for damage, field in RECORD_DAMAGE:
+        records = json.loads(pristine)
+        damage(records)
+        layout.records.write_text(json.dumps(records))
+        for command in ("results", "report"):
+            line = _main_line(capsys, command, str(layout.root))
+            assert line.startswith(f"pipe-rules: error: {layout.records}: field '{field}': "), (command, line)
+            assert line.endswith("run 'pipe-rules ingest' on the run folder to write it again")
+    records = json.loads(pristine)  # a value missing further down, found while the table is drawn
+    records["failed"] = [{"task_id": "x", "owner_key": "h2_0", "status": "FAILED_ESS"}]
+    records["family"] = "rotor_scan_1d"
+    records["owners"]["h2_0"]["rotors"] = {"0": {"torsion": [0, 1, 2, 3]}}
+    layout.records.write_text(json.dumps(records))
+    for command in ("results", "report"):
+        line = _main_line(capsys, command, str(layout.root))
+        assert line.startswith(f"pipe-rules: error: {layout.records}: a record lacks its field "), line

@@ -21,6 +21,8 @@ from conftest import PYTHON, REPO
 
 KNOWN_MISSES = ("drain per task per worker <=", "fs metadata calls per task in the drain <=")
 
+pytestmark = pytest.mark.slow  # a whole Snakemake campaign (or the benchmark): `make check` skips it
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):

@@ -4,13 +4,9 @@ optimisations, GFN1-xTB single points; energies checked against tblite called di
 from __future__ import annotations
 
 import json
-import subprocess
 
-import numpy as np
 import pytest
-from ase.units import Bohr
-from conftest import PYTHON, REPO, pipe_rules_cli, write_config
-from tblite.interface import Calculator
+from conftest import pipe_rules_cli, snakemake, tblite_energy, write_config
 
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
@@ -19,26 +15,12 @@ from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
 from pipe_rules.store.records_io import load_records
 
+pytestmark = pytest.mark.slow  # a whole Snakemake campaign (or the benchmark): `make check` skips it
+
 SPECIES = [{"label": "ethanol", "smiles": "CCO"}, {"label": "butane", "smiles": "CCCC"},
            {"label": "water", "xyz": "O 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692"}]
 RUNS = [{"name": "conformers", "family": "conf_opt", "n_conformers": 6, "options": {"fmax": 0.01}},
         {"name": "energies", "family": "species_sp", "from_run": "conformers", "level": "GFN1-xTB"}]
-_NUMBERS = {"H": 1, "C": 6, "N": 7, "O": 8}
-
-
-def tblite_energy(xyz: dict, method: str) -> float:
-    numbers = np.array([_NUMBERS[s] for s in xyz["symbols"]])
-    calc = Calculator(method, numbers, np.array(xyz["coords"]) / Bohr)
-    calc.set("verbosity", 0)
-    return float(calc.singlepoint().get("energy"))
-
-
-def snakemake(tmp_path, *extra):
-    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-           "--configfile", "config.yaml", "--profile", str(REPO / "profiles" / "local"), *extra]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
     folder = tmp_path_factory.mktemp("campaign")
@@ -57,6 +39,17 @@ def test_every_task_completed_once_and_results_are_valid(campaign):
             result = read_result(layout.result(task_id, state.attempt_index))
             assert result["engine"] == "tblite" and result["versions"]["tblite"]
             assert result["worker"]["pid"] > 0 and result["timings"]["wall_s"] >= 0
+
+
+def test_each_job_logs_under_its_rule_name(campaign):
+    """logs/<rule>/<wildcards>.log, as the Snakemake workflow template lays them out."""
+    for run in ("conformers", "energies"):
+        logs = campaign / "runs" / "test" / run / "logs"
+        assert "new task(s)" in (logs / "stage_run" / f"{run}.log").read_text()
+        worker_lines = [(logs / "run_shard" / f"shard-00{i}.log").read_text() for i in (0, 1)]
+        assert all("completed" in text for text in worker_lines)
+        assert (logs / "ingest_run" / f"{run}.log").is_file()
+        assert sorted(p.name for p in logs.iterdir()) == ["ingest_run", "run_shard", "stage_run"]
 
 
 def test_optimised_energies_match_tblite_called_directly(campaign):

@@ -9,10 +9,9 @@ import os
 import pty
 import re
 import subprocess
-from html.parser import HTMLParser
 
 import pytest
-from conftest import PYTHON, REPO, h2_species, pipe_rules_cli, write_config
+from conftest import PYTHON, REPO, h2_species, parse_tables, pipe_rules_cli, write_config
 
 from pipe_rules.execution.worker import run_worker
 from pipe_rules.reporting.ingest import ingest
@@ -173,42 +172,6 @@ def results_of_existing(layout):
     return out
 
 
-class _Tables(HTMLParser):
-    """Text of every <table id=...> as rows of cells (the header row first)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = {}
-        self._table: str | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self._table = dict(attrs).get("id")
-            self.tables[self._table] = []
-        elif tag == "tr" and self._table:
-            self.tables[self._table].append([])
-        elif tag in ("td", "th") and self._table:
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[self._table][-1].append("".join(self._cell))
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def parse_tables(html: str) -> dict[str, list[list[str]]]:
-    parser = _Tables()
-    parser.feed(html)
-    return {name: rows[1:] for name, rows in parser.tables.items()}  # without the header row
-
-
 def test_watch_redraws_until_the_run_is_terminal(staged_run):
     layout = staged_run(3, options={"sleep_s": 0.2})
     watch = subprocess.Popen([PYTHON, "-m", "pipe_rules", "status", str(layout.root), "--watch", "0.2"],
@@ -223,6 +186,7 @@ def test_watch_redraws_until_the_run_is_terminal(staged_run):
     assert "test.main: COMPLETED" in out and "per owner (3)" in out  # off a terminal: the final view only
 
 
+@pytest.mark.slow
 def test_run_on_a_terminal_shows_live_progress_bars(tmp_path):
     write_config(tmp_path, 6, options={"sleep_s": 0.3}, shards=2)
     master, slave = pty.openpty()
@@ -248,6 +212,7 @@ def test_run_on_a_terminal_shows_live_progress_bars(tmp_path):
     assert (tmp_path / "runs/test/main/results/report.html").is_file()
 
 
+@pytest.mark.slow
 def test_run_elsewhere_prints_plain_progress_lines(tmp_path):
     write_config(tmp_path, 4, options={"sleep_s": 0.2})
     proc = pipe_rules_cli("run", "config.yaml", "--profile", str(REPO / "profiles" / "local"),

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PYTHON, REPO, mounted_tmpfs, write_config
-from test_campaign_e2e import tblite_energy
+from conftest import PYTHON, REPO, mounted_tmpfs, tblite_energy, write_config
 
 from pipe_rules.cli.doctor import FAIL, OK, WARN, filesystem_check, mount_of, run_doctor
 from pipe_rules.cli.main import main

@@ -92,6 +92,7 @@ def test_water_frequencies_match_ase_vibrations(tblite, water_minimum, tmp_path)
     json.dumps(data)
 
 
+@pytest.mark.slow
 def test_ts_opt_finds_the_hcn_saddle_point(hcn_ts):
     data = hcn_ts.data
     assert hcn_ts.converged and data["n_imaginary"] == 1 and data["n_steps"] >= 1
@@ -102,6 +103,7 @@ def test_ts_opt_finds_the_hcn_saddle_point(hcn_ts):
     json.dumps(data)
 
 
+@pytest.mark.slow
 def test_species_freq_of_a_saddle_point_is_flagged_not_failed(tblite, hcn_ts, tmp_path):
     result = tblite.run("species_freq", "GFN2-xTB", payload(hcn_ts.geometry), {}, tmp_path, 1)
     assert result.converged and result.data["imaginary_flag"] is True and result.data["n_imaginary"] == 1
@@ -117,6 +119,7 @@ def test_ts_opt_of_a_minimum_has_the_wrong_imaginary_count(tblite, water_minimum
     assert "found 0" in exc.message
 
 
+@pytest.mark.slow
 def test_irc_ends_are_hcn_and_hnc_and_the_halves_are_deterministic(tblite, hcn_ts, tmp_path):
     ends = {}
     for direction in ("forward", "reverse"):
@@ -142,6 +145,7 @@ def test_irc_ends_are_hcn_and_hnc_and_the_halves_are_deterministic(tblite, hcn_t
 # ---------------------------------------------------------------- tblite: rotor scan, TS guesses
 
 
+@pytest.mark.slow
 def test_ethane_rotor_scan_is_threefold_and_matches_a_rigid_rotation(tblite, tmp_path):
     from ase.build import molecule
     from ase.optimize import BFGS

@@ -129,7 +129,7 @@ def _assert_no_tokens_left(layout: RunLayout) -> None:
 # 1. SIGKILL of workers at random points
 
 
-KILL_SEEDS = [pytest.param(seed, marks=[pytest.mark.slow] if seed >= 3 else []) for seed in range(15)]
+KILL_SEEDS = [pytest.param(seed, marks=[pytest.mark.slow]) for seed in range(15)]
 
 
 def _attempts_started(layout: RunLayout) -> int:
@@ -287,6 +287,7 @@ def _live_task(staged_run, **settings):
     return layout, task_id, worker
 
 
+@pytest.mark.slow
 def test_clock_ahead_by_less_than_clock_skew_s_orphans_no_live_task(staged_run, monkeypatch):
     """A lingering worker whose clock runs clock_skew_s ahead leaves a heart-beating task alone."""
     layout, task_id, holder = _live_task(staged_run, lease_s=10, heartbeat_s=0.3, clock_skew_s=60, linger_s=60)
@@ -314,6 +315,7 @@ def test_clock_ahead_by_less_than_clock_skew_s_orphans_no_live_task(staged_run, 
     assert "ORPHANED" not in [h["to"] for h in state.history]
 
 
+@pytest.mark.slow
 def test_clock_ahead_by_more_than_lease_plus_clock_skew_s_orphans_a_live_task_once(staged_run):
     """The documented limit: skew > lease_s + clock_skew_s orphans a live task; it still completes once."""
     layout, task_id, holder = _live_task(staged_run, lease_s=10, heartbeat_s=0.3, clock_skew_s=60)
@@ -389,6 +391,7 @@ def _assert_handed_back_with_os_error(layout: RunLayout, task_id: str, worker_ou
         assert layout.pending_token(state.shard, task_id).exists()
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_result_hands_the_task_back(tiny_tmpfs):
     """tmpfs filled while the engine runs: the result write fails (ENOSPC), the task is re-queued, not stuck."""
     layout = _stage_in(tiny_tmpfs, species=_big_species(), shards=1, lease_s=30, heartbeat_s=1,
@@ -624,6 +627,7 @@ def _backdate(path: Path, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
+@pytest.mark.slow
 def test_reconcile_removes_temp_files_of_killed_writers_and_never_a_live_writers(staged_run, tmp_path):
     """`pipe-rules reconcile` deletes the temp file of a writer SIGKILLed mid-write (and one an hour old from
     another host), keeps a live writer's and a young one of another host; the live write then completes."""
@@ -695,6 +699,7 @@ print(completed)
 """
 
 
+@pytest.mark.slow
 def test_four_concurrent_stagers_stage_each_task_once_while_workers_drain(tmp_path):
     """4 processes stage the same 500-task run at once while 2 workers drain it: each task gets one state,
     one queue token and one manifest entry, workers complete each task exactly once, restaging adds nothing."""

@@ -469,6 +469,7 @@ def test_yaml_python_tags_are_refused_and_never_run(tmp_path):
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_snakemake_refuses_yaml_python_tags_too(tmp_path):
     """`snakemake --configfile` with the same config (Snakemake's own YAML loader) fails and runs nothing."""
     (tmp_path / "config.yaml").write_text(PWNED_CONFIG)

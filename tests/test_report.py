@@ -11,10 +11,8 @@ from collections import defaultdict
 from html.parser import HTMLParser
 
 import pytest
-from conftest import REPO, pipe_rules_cli
+from conftest import FAMILY_SPECIES, REPO, family_config, parse_tables, pipe_rules_cli
 from matplotlib.image import imread
-from test_cost_status import parse_tables
-from test_families_e2e import SPECIES, config
 
 from pipe_rules.reporting.report_table import hours
 from pipe_rules.store.layout import RunLayout
@@ -22,6 +20,8 @@ from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.task_files import read_result
 from pipe_rules.store.taskstate import read_state
 from pipe_rules.store.records_io import load_records
+
+pytestmark = pytest.mark.slow  # a whole Snakemake campaign (or the benchmark): `make check` skips it
 
 BUTANE = {"label": "butane", "smiles": "CCCC"}  # anti and gauche: a real conformer spread
 RUNS = [
@@ -42,7 +42,7 @@ PLOTS = {  # what each run has data for
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
-    config(folder, species=[*SPECIES, BUTANE], runs=RUNS, reactions=None, lease_s=60, heartbeat_s=5, linger_s=1)
+    family_config(folder, species=[*FAMILY_SPECIES, BUTANE], runs=RUNS, reactions=None, lease_s=60, heartbeat_s=5, linger_s=1)
     proc = pipe_rules_cli("run", "config.yaml", "--profile", str(REPO / "profiles" / "local"),
                           "--progress-every", "1", cwd=folder)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -40,13 +40,30 @@ def test_terminal_task_states_have_no_way_out():
         assert TASK_TRANSITIONS[state] == frozenset()
 
 
+R = RunState
+EXPECTED_RUN = {  # written out, not derived from RUN_TRANSITIONS: the test must be able to disagree
+    (R.CREATED, R.STAGED), (R.CREATED, R.FAILED), (R.CREATED, R.CANCELLED),
+    (R.STAGED, R.RUNNING), (R.STAGED, R.COMPLETED), (R.STAGED, R.COMPLETED_PARTIAL), (R.STAGED, R.FAILED),
+    (R.STAGED, R.CANCELLED),
+    (R.RUNNING, R.STAGED), (R.RUNNING, R.COMPLETED), (R.RUNNING, R.COMPLETED_PARTIAL), (R.RUNNING, R.FAILED),
+    (R.RUNNING, R.CANCELLED),
+    (R.COMPLETED, R.STAGED),  # new tasks staged into a finished run
+    (R.COMPLETED_PARTIAL, R.STAGED), (R.COMPLETED_PARTIAL, R.RUNNING),  # ... or failed ones retried
+    (R.FAILED, R.STAGED), (R.FAILED, R.RUNNING),
+}
+
+
 @pytest.mark.parametrize("current,new", list(itertools.product(RunState, RunState)))
 def test_every_run_transition(current, new):
-    if new in RUN_TRANSITIONS[current]:
+    if (current, new) in EXPECTED_RUN:
         check_run_transition(current, new)
     else:
-        with pytest.raises(InvalidTransition):
+        with pytest.raises(InvalidTransition, match=f"run transition {current.value} -> {new.value} is not allowed"):
             check_run_transition(current, new)
+
+
+def test_a_cancelled_run_stays_cancelled():
+    assert RUN_TRANSITIONS[R.CANCELLED] == frozenset()
 
 
 def test_mixing_task_and_run_states_is_a_type_error():

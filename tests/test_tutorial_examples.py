@@ -5,8 +5,7 @@ and the smallest one runs end to end exactly as the README says (`pipe-rules run
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, pipe_rules_cli
-from test_campaign_e2e import tblite_energy
+from conftest import REPO, pipe_rules_cli, tblite_energy
 
 from pipe_rules.contracts.validation import schema
 from pipe_rules.inputs.config import load_campaign
@@ -60,6 +59,7 @@ def test_readme_shows_the_tutorial_file_byte_for_byte(path):
     assert f"pipe-rules run {path.relative_to(REPO)}\n" in readme
 
 
+@pytest.mark.slow
 def test_smallest_tutorial_runs_end_to_end_through_the_local_profile(tmp_path):
     path = TUTORIAL / "species_sp.yaml"
     proc = pipe_rules_cli("run", str(path), cwd=tmp_path)

@@ -1,6 +1,8 @@
 """`pipe-rules`: stage, work, status, results, reconcile, cancel, ingest, report, run, init, doctor.
 
-Every PipeRulesError becomes one line on stderr (naming the file and field) and exit code 2.
+Every PipeRulesError (bad config, spec, state or records) and every OSError (a file named on the
+command line that cannot be read or written) becomes one line on stderr naming the file and field,
+and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipe_rules.contracts.errors import ConfigError, PipeRulesError
+from pipe_rules.contracts.errors import ConfigError, PipeRulesError, os_error_line
 from pipe_rules.store.layout import RunLayout
 
 EXIT_HANDED_BACK = 3  # ingestion found unfinished tasks and handed them back to the cluster
@@ -35,6 +37,8 @@ def _cmd_work(args) -> int:
     from pipe_rules.execution.worker import EXIT_IO_ERROR, EXIT_TERMINATED, run_worker
     from pipe_rules.store.fsio import atomic_write_json
 
+    if args.record:  # checked first: a summary that cannot be written would fail the shard after its work
+        _check_writable_folder(Path(args.record), "--record")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     summary = run_worker(Path(args.run_dir), shard=args.shard, linger=not args.no_linger)
     if args.record:
@@ -44,6 +48,15 @@ def _cmd_work(args) -> int:
     for line in summary.errors:
         print(f"pipe-rules: error: {line}", file=sys.stderr)
     return {"terminated": EXIT_TERMINATED, "io_error": EXIT_IO_ERROR}.get(summary.exit_reason, 0)
+
+
+def _check_writable_folder(path: Path, option: str) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"folder {str(folder)!r} does not exist; create it or give another path", path=path,
+                          field=option)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"folder {str(folder)!r} is not writable", path=path, field=option)
 
 
 def _status_views(status, limit: int) -> list:
@@ -294,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except PipeRulesError as exc:
         print(f"pipe-rules: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the user named cannot be read or written: say which and why
+        print(f"pipe-rules: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -26,6 +26,13 @@ class PipeRulesError(Exception):
         return f"{where}{self.message}"
 
 
+def os_error_line(exc: OSError) -> str:
+    """'missing.md: No such file or directory', from an OSError that may or may not name its file."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {text}" if names else text
+
+
 class ConfigError(PipeRulesError):
     """The campaign config (config.yaml or a species file) is malformed."""
 

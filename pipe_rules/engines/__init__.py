@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from pipe_rules.engines.base import Engine, EngineFailure, EngineResult, FailureClass
+from pipe_rules.engines.base import Engine, EngineFailure, EngineResult, FailureClass, InvalidRequest
 
-__all__ = ["Engine", "EngineFailure", "EngineResult", "FailureClass", "UnknownEngineError",
+__all__ = ["Engine", "EngineFailure", "EngineResult", "FailureClass", "InvalidRequest", "UnknownEngineError",
            "engine_version", "get_engine", "known_engines"]
 
 # engine name -> module in this package that defines ENGINE
 _MODULES = {"noop": "noop", "tblite": "tblite.engine", "pyscf": "pyscf_engine", "external": "external"}
 
 
-class UnknownEngineError(ValueError):
+class UnknownEngineError(InvalidRequest):
     pass
 
 

@@ -17,6 +17,12 @@ class FailureClass(str, Enum):
     TRANSIENT = "transient"  # the environment failed: retry with the same input
 
 
+class InvalidRequest(ValueError):
+    """The task asks for what the engine cannot do: an unknown family, level or option, a malformed
+    payload. No retry can fix it (the task ends FAILED_TERMINAL at once); any other exception from an
+    engine is a bug or an environment failure and keeps its traceback in the attempt folder."""
+
+
 class EngineFailure(Exception):
     """A classified failure. `reason` is a short keyword for tables and retry rules
     ("scf_not_converged", "max_opt_cycles", ...); `message` is the text a person reads."""
@@ -39,7 +45,7 @@ class EngineResult:
 
 class Engine(Protocol):
     """Engines run in the worker's process with `workdir` as cwd. Invalid requests (unknown family
-    or level, malformed payload) raise ValueError: no retry can fix them."""
+    or level, malformed payload) raise InvalidRequest: no retry can fix them."""
 
     name: str
     families: frozenset[str]
@@ -55,12 +61,12 @@ def check_request(engine: Engine, family: str, level: str) -> str:
     """Reject what the engine cannot run before it starts; return the level as the engine spells it
     (levels match case-insensitively, as task fingerprints lower-case them)."""
     if family not in engine.families:
-        raise ValueError(f"engine {engine.name!r} cannot run family {family!r}; "
+        raise InvalidRequest(f"engine {engine.name!r} cannot run family {family!r}; "
                          f"it runs: {', '.join(sorted(engine.families))}")
     if engine.levels is None:
         return level
     by_lower = {known.lower(): known for known in engine.levels}
     if level.lower() not in by_lower:
-        raise ValueError(f"engine {engine.name!r} has no level {level!r}; "
+        raise InvalidRequest(f"engine {engine.name!r} has no level {level!r}; "
                          f"choose one of: {', '.join(sorted(engine.levels))}")
     return by_lower[level.lower()]

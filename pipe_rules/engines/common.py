@@ -3,7 +3,7 @@
 Engines differ in how they fail: tblite runs an odd electron count as a doublet without a word,
 PySCF raises, an external program may crash minutes later. Checking the payload here, before any
 engine starts, makes the same bad species fail the same way (ESS `multiplicity_inconsistent`,
-ESS `too_close_atoms`, ValueError for a malformed payload) whichever engine a run uses.
+ESS `too_close_atoms`, InvalidRequest for a malformed payload) whichever engine a run uses.
 
 Only numpy, ase.data and the project's xyz module are imported: the PySCF and external engines use
 this module too and must not pay for tblite.
@@ -20,7 +20,7 @@ from ase.data import atomic_numbers
 from ase.units import Hartree, invcm
 
 from pipe_rules.contracts.xyz import validate_xyz_dict
-from pipe_rules.engines.base import EngineFailure, FailureClass
+from pipe_rules.engines.base import EngineFailure, FailureClass, InvalidRequest
 
 ESS = FailureClass.ESS
 MIN_DISTANCE_A = 0.5  # no bond is shorter (H2: 0.74 A); closer atoms mean a broken geometry
@@ -28,19 +28,19 @@ IMAGINARY_THRESHOLD_CM1 = 50.0  # imaginary modes weaker than this are numerical
 
 
 def parse_system(engine: str, payload: dict, key: str = "xyz") -> tuple[dict, int, int]:
-    """Return (xyz dict, charge, multiplicity) of payload[key]; ValueError for malformed input,
+    """Return (xyz dict, charge, multiplicity) of payload[key]; InvalidRequest for malformed input,
     EngineFailure(ESS) for a species whose charge and multiplicity contradict its electron count."""
     if key not in payload:
-        raise ValueError(f"{engine} engine: the task payload has no {key!r} geometry")
+        raise InvalidRequest(f"{engine} engine: the task payload has no {key!r} geometry")
     xyz = payload[key]
     try:
         validate_xyz_dict(xyz)
     except ValueError as exc:
-        raise ValueError(f"{engine} engine: payload {key!r} is invalid: {exc}") from None
+        raise InvalidRequest(f"{engine} engine: payload {key!r} is invalid: {exc}") from None
     charge, multiplicity = payload.get("charge", 0), payload.get("multiplicity", 1)
     for name, value, low in (("charge", charge, None), ("multiplicity", multiplicity, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            raise ValueError(f"{engine} engine: payload {name!r} must be an integer"
+            raise InvalidRequest(f"{engine} engine: payload {name!r} must be an integer"
                              f"{f' >= {low}' if low else ''}, got {value!r}")
     electrons = sum(atomic_numbers[s] for s in xyz["symbols"]) - charge
     problem = spin_problem(electrons, multiplicity)
@@ -101,20 +101,20 @@ def frequency_data(frequencies_cm1: Any, threshold_cm1: float) -> dict[str, Any]
 
 def number_option(engine: str, name: str, value: Any, *, integer: bool = False, minimum: float = 0.0,
                   inclusive: bool = False) -> Any:
-    """Validate one numeric option; the ValueError names the option and what it must be."""
+    """Validate one numeric option; the InvalidRequest names the option and what it must be."""
     kind = "an integer" if integer else "a number"
     ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
     if ok and math.isfinite(value) and (value >= minimum if inclusive else value > minimum):
         return int(value) if integer else float(value)
     relation = ">=" if inclusive else ">"
-    raise ValueError(f"{engine} engine: option {name} must be {kind} {relation} {minimum:g}, got {value!r}")
+    raise InvalidRequest(f"{engine} engine: option {name} must be {kind} {relation} {minimum:g}, got {value!r}")
 
 
 def check_known_options(engine: str, options: dict, known: dict) -> dict[str, Any]:
     """Defaults merged with the given options; a typo fails the task instead of being ignored."""
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"{engine} engine: unknown option(s) {', '.join(map(repr, unknown))}; "
+        raise InvalidRequest(f"{engine} engine: unknown option(s) {', '.join(map(repr, unknown))}; "
                          f"it understands {', '.join(sorted(known))}")
     return {**known, **options}
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pipe_rules.contracts.xyz import xyz_dict_from_atoms
-from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, check_request
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, InvalidRequest, check_request
 from pipe_rules.engines.common import (
     IMAGINARY_THRESHOLD_CM1,
     check_known_options,
@@ -252,18 +252,18 @@ def _options(options: dict) -> dict[str, Any]:
     settings = check_known_options("external", options, OPTIONS)
     command = settings["command"]
     if isinstance(command, str):
-        raise ValueError("external engine: option command must be a list of argv strings such as "
+        raise InvalidRequest("external engine: option command must be a list of argv strings such as "
                          '["g16", "{input}"], not a shell string')
     if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
-        raise ValueError(f"external engine: option command must be a non-empty list of strings, got {command!r}")
+        raise InvalidRequest(f"external engine: option command must be a non-empty list of strings, got {command!r}")
     template = settings["input_template"]
     if not isinstance(template, str) or "{xyz}" not in template:
-        raise ValueError("external engine: option input_template must be the input file's text with an {xyz} "
+        raise InvalidRequest("external engine: option input_template must be the input file's text with an {xyz} "
                          "placeholder where the geometry goes")
     for key in ("output", "stdout", "input_file"):
         name = settings[key]
         if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ValueError(f"external engine: option {key} must be a file name inside the task folder, "
+            raise InvalidRequest(f"external engine: option {key} must be a file name inside the task folder, "
                              f"got {name!r}")
     settings["program"] = str(settings["program"] or Path(command[0]).name)
     settings["timeout_s"] = number_option("external", "timeout_s", settings["timeout_s"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, check_request
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, InvalidRequest, check_request
 
 ALL_FAMILIES = frozenset({"conf_opt", "conf_sp", "ts_guess_batch_method", "ts_opt", "species_sp",
                           "species_freq", "irc", "rotor_scan_1d"})
@@ -40,13 +40,13 @@ class NoopEngine:
         check_request(self, family, level)
         sleep_s = _setting("sleep_s", payload, options) or 0
         if isinstance(sleep_s, bool) or not isinstance(sleep_s, (int, float)) or sleep_s < 0:
-            raise ValueError(f"noop engine: 'sleep_s' must be a number of seconds >= 0, got {sleep_s!r}")
+            raise InvalidRequest(f"noop engine: 'sleep_s' must be a number of seconds >= 0, got {sleep_s!r}")
         alloc_mb = _setting("alloc_mb", payload, options) or 0
         if isinstance(alloc_mb, bool) or not isinstance(alloc_mb, (int, float)) or alloc_mb < 0:
-            raise ValueError(f"noop engine: 'alloc_mb' must be a number of MB >= 0, got {alloc_mb!r}")
+            raise InvalidRequest(f"noop engine: 'alloc_mb' must be a number of MB >= 0, got {alloc_mb!r}")
         fail = _setting("fail", payload, options)
         if fail and fail not in {c.value for c in FailureClass}:
-            raise ValueError(f"noop engine: 'fail' must be one of "
+            raise InvalidRequest(f"noop engine: 'fail' must be one of "
                              f"{', '.join(c.value for c in FailureClass)}, got {fail!r}")
         held = bytearray(int(alloc_mb * 1024 * 1024))  # zero-filled pages are resident once written
         held[::4096] = b"\x01" * len(range(0, len(held), 4096))

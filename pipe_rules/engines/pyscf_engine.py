@@ -24,7 +24,7 @@ import numpy as np
 
 from pipe_rules.contracts.xyz import xyz_dict_from_atoms
 from pipe_rules.engines import geometric_support
-from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, check_request
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, InvalidRequest, check_request
 from pipe_rules.engines.common import (
     IMAGINARY_THRESHOLD_CM1,
     check_known_options,
@@ -72,17 +72,17 @@ class PySCFEngine:
 
 
 def parse_level(level: str) -> tuple[str, str]:
-    """('hf', 'sto-3g') from 'HF/STO-3G'; ValueError naming the problem otherwise."""
+    """('hf', 'sto-3g') from 'HF/STO-3G'; InvalidRequest naming the problem otherwise."""
     parts = [part.strip() for part in level.split("/")]
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"pyscf engine: level {level!r} is not 'method/basis' (e.g. 'hf/sto-3g', 'b3lyp/def2-svp')")
+        raise InvalidRequest(f"pyscf engine: level {level!r} is not 'method/basis' (e.g. 'hf/sto-3g', 'b3lyp/def2-svp')")
     method, basis = parts[0].lower(), parts[1].lower()
     if method not in HF_NAMES:
         from pyscf.dft import libxc
         try:
             libxc.parse_xc(method)
         except (KeyError, ValueError):
-            raise ValueError(f"pyscf engine: level {level!r}: {parts[0]!r} is neither 'hf' nor a functional "
+            raise InvalidRequest(f"pyscf engine: level {level!r}: {parts[0]!r} is neither 'hf' nor a functional "
                              "libxc knows (e.g. b3lyp, pbe0, wb97x-d3bj)") from None
     return method, basis
 
@@ -105,7 +105,7 @@ def _molecule(xyz: dict, charge: int, multiplicity: int, basis: str, workdir: Pa
     try:
         mol = gto.M(atom=atoms, basis=basis, charge=charge, spin=multiplicity - 1, unit="Angstrom", verbose=0)
     except BasisNotFoundError as exc:
-        raise ValueError(f"pyscf engine: basis {basis!r} is not available for this species: "
+        raise InvalidRequest(f"pyscf engine: basis {basis!r} is not available for this species: "
                          f"{' '.join(str(exc).split())}; pick a basis PySCF ships (e.g. sto-3g, 6-31g*, "
                          "def2-svp, cc-pvdz)") from None
     # the log goes to the task folder; gto.M(output=...) would also print its path on stdout.

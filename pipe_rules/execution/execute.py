@@ -16,7 +16,7 @@ from pipe_rules.contracts.errors import SpecError
 from pipe_rules.contracts.result import ResultRecord
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.engines import engine_version, get_engine
-from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, InvalidRequest
 from pipe_rules.execution.identity import worker_identity
 from pipe_rules.execution.metering import TaskMeter
 from pipe_rules.store.layout import RunLayout
@@ -87,7 +87,7 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         fclass, reason, message = exc.failure_class.value, exc.reason, exc.message
     except SpecError as exc:  # retrying an invalid spec cannot help
         state, fclass, reason, message = TaskState.FAILED_TERMINAL, "terminal", "invalid_spec", str(exc)
-    except ValueError as exc:  # unknown engine, family the engine cannot run
+    except InvalidRequest as exc:  # unknown engine, family, level or option; malformed payload
         state, fclass, reason, message = TaskState.FAILED_TERMINAL, "terminal", "unsupported", str(exc)
     except Terminated as exc:
         state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", "terminated", str(exc)
@@ -96,7 +96,7 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", "out_of_memory", "MemoryError"
     except OSError as exc:  # disk full, lost mount...: the environment, not the input
         state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", f"os_error_{exc.errno}", str(exc)
-    except Exception as exc:  # noqa: BLE001 - an engine raising something unexpected: keep the traceback
+    except Exception as exc:  # noqa: BLE001 - an engine bug (any other error): keep the traceback, retry
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if attempt_dir.is_dir():
             (attempt_dir / "traceback.txt").write_text(traceback.format_exc())

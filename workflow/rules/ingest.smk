@@ -11,7 +11,7 @@ rule ingest_run:
         summary=f"{CAMPAIGN_DIR}/{{run}}/results/summary.json",
         report=f"{CAMPAIGN_DIR}/{{run}}/results/report.html",
     log:
-        f"{CAMPAIGN_DIR}/{{run}}/logs/ingest_run.log",
+        f"{CAMPAIGN_DIR}/{{run}}/logs/ingest_run/{{run}}.log",
     localrule: True
     params:
         run_dir=run_dir_of,

@@ -9,7 +9,7 @@ rule run_shard:
     output:
         record=f"{CAMPAIGN_DIR}/{{run}}/shards/{{shard}}.json",
     log:
-        f"{CAMPAIGN_DIR}/{{run}}/logs/{{shard}}.log",
+        f"{CAMPAIGN_DIR}/{{run}}/logs/run_shard/{{shard}}.log",
     threads: run_setting("cores")
     resources:
         mem_mb=run_setting("memory_mb"),

@@ -6,7 +6,7 @@ rule stage_run:
     output:
         staged=f"{CAMPAIGN_DIR}/{{run}}/staged.json",
     log:
-        f"{CAMPAIGN_DIR}/{{run}}/logs/stage_run.log",
+        f"{CAMPAIGN_DIR}/{{run}}/logs/stage_run/{{run}}.log",
     localrule: True
     params:
         configfile=PLAN.config_file,

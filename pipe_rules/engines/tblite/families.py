@@ -31,7 +31,7 @@ from ase.units import Bohr, Hartree
 
 from pipe_rules.contracts.xyz import xyz_dict_from_atoms
 from pipe_rules.engines import geometric_support, harmonic
-from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, InvalidRequest
 from pipe_rules.engines.common import frequency_data
 from pipe_rules.engines.tblite.core import (
     calculator,
@@ -91,7 +91,7 @@ def ts_opt(method: str, payload: dict, settings: dict, workdir: Path) -> EngineR
 def irc(method: str, payload: dict, settings: dict, workdir: Path) -> EngineResult:
     direction = payload.get("direction")
     if direction not in IRC_DIRECTIONS:
-        raise ValueError(f"tblite engine: irc payload 'direction' must be one of {', '.join(IRC_DIRECTIONS)}, "
+        raise InvalidRequest(f"tblite engine: irc payload 'direction' must be one of {', '.join(IRC_DIRECTIONS)}, "
                          f"got {direction!r}")
     ts, charge, multiplicity = system(payload)
     ts.calc = calculator(method, charge, multiplicity, settings)

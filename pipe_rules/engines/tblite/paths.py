@@ -23,7 +23,7 @@ from ase.optimize import BFGS
 from ase.units import Hartree, kJ, mol
 
 from pipe_rules.contracts.xyz import xyz_dict_from_atoms
-from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass
+from pipe_rules.engines.base import EngineFailure, EngineResult, FailureClass, InvalidRequest
 from pipe_rules.engines.common import number_option
 from pipe_rules.engines.tblite.core import calculator, check_geometry, energy_of, system
 
@@ -80,11 +80,11 @@ def ts_guesses(method: str, payload: dict, settings: dict, workdir: Path) -> Eng
     reactant, charge, multiplicity = system(payload, "reactant_xyz")
     product, _, _ = system(payload, "product_xyz")
     if reactant.get_chemical_symbols() != product.get_chemical_symbols():
-        raise ValueError("tblite engine: reactant_xyz and product_xyz must list the same elements in the same "
+        raise InvalidRequest("tblite engine: reactant_xyz and product_xyz must list the same elements in the same "
                          "order (atom i of the reactant is atom i of the product); map the atoms first")
     how = payload.get("method", "idpp")
     if how not in ("idpp", "linear"):
-        raise ValueError(f"tblite engine: ts_guess_batch_method payload 'method' must be 'idpp' or 'linear', "
+        raise InvalidRequest(f"tblite engine: ts_guess_batch_method payload 'method' must be 'idpp' or 'linear', "
                          f"got {how!r}")
     n_images = number_option("tblite", "payload n_images", payload.get("n_images", 9), integer=True)
     images = [reactant] + [reactant.copy() for _ in range(n_images)] + [product]
@@ -110,7 +110,7 @@ def _torsion(payload: dict, n_atoms: int) -> tuple[int, int, int, int]:
     torsion = payload.get("torsion")
     if (not isinstance(torsion, (list, tuple)) or len(torsion) != 4 or len(set(torsion)) != 4
             or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_atoms for i in torsion)):
-        raise ValueError(f"tblite engine: payload 'torsion' must be four different 0-based atom indices "
+        raise InvalidRequest(f"tblite engine: payload 'torsion' must be four different 0-based atom indices "
                          f"below {n_atoms}, got {torsion!r}")
     return tuple(torsion)  # type: ignore[return-value]
 
@@ -120,7 +120,7 @@ def _resolution(value) -> float:
     resolution = number_option("tblite", "payload resolution_deg", value)
     points = 360 / resolution
     if resolution > 180 or not math.isclose(points, round(points), abs_tol=1e-9):
-        raise ValueError(f"tblite engine: payload resolution_deg {value!r} must divide 360 evenly into at least "
+        raise InvalidRequest(f"tblite engine: payload resolution_deg {value!r} must divide 360 evenly into at least "
                          "2 points (e.g. 10, 15, 30, 120)")
     return resolution
 
@@ -134,7 +134,7 @@ def _rotating_side(atoms: Atoms, torsion: tuple[int, int, int, int]) -> list[boo
     bonded = distances < BOND_FACTOR * (radii[:, None] + radii[None])
     np.fill_diagonal(bonded, False)
     if not bonded[j, k]:
-        raise ValueError(f"tblite engine: torsion atoms {j} and {k} are not bonded "
+        raise InvalidRequest(f"tblite engine: torsion atoms {j} and {k} are not bonded "
                          f"({distances[j, k]:.2f} A apart); the rotor's axis must be a bond")
     bonded[j, k] = bonded[k, j] = False
     side, todo = {k}, [k]
@@ -144,13 +144,13 @@ def _rotating_side(atoms: Atoms, torsion: tuple[int, int, int, int]) -> list[boo
                 side.add(int(neighbour))
                 todo.append(int(neighbour))
     if j in side:
-        raise ValueError(f"tblite engine: bond {j}-{k} is in a ring; a 1D rotor scan needs a bond whose two "
+        raise InvalidRequest(f"tblite engine: bond {j}-{k} is in a ring; a 1D rotor scan needs a bond whose two "
                          "sides are joined by that bond only")
     if l not in side or i in side:
-        raise ValueError(f"tblite engine: torsion {list(torsion)} must run i-j-k-l along bonds: atom {i} on "
+        raise InvalidRequest(f"tblite engine: torsion {list(torsion)} must run i-j-k-l along bonds: atom {i} on "
                          f"atom {j}'s side and atom {l} on atom {k}'s side of the {j}-{k} bond")
     for a, b, c in ((i, j, k), (j, k, l)):
         if atoms.get_angle(a, b, c) > 175:
-            raise ValueError(f"tblite engine: the angle {a}-{b}-{c} is nearly linear "
+            raise InvalidRequest(f"tblite engine: the angle {a}-{b}-{c} is nearly linear "
                              f"({atoms.get_angle(a, b, c):.1f} deg), so torsion {list(torsion)} is undefined")
     return [index in side for index in range(len(atoms))]
