@@ -19,7 +19,7 @@ from pipe_rules.contracts.xyz import (
     xyz_dict_from_text,
 )
 from pipe_rules.engines import UnknownEngineError, get_engine, known_engines
-from pipe_rules.engines.base import EngineFailure, FailureClass
+from pipe_rules.engines.base import EngineFailure, FailureClass, InvalidRequest
 from pipe_rules.inputs.chem import charge_and_multiplicity_from_smiles, embed_conformers
 
 ETHANOL = """9
@@ -111,13 +111,13 @@ def test_atoms_on_top_of_each_other_are_ess(tblite, tmp_path):
     assert (exc.failure_class, exc.reason) == (FailureClass.ESS, "too_close_atoms")
 
 
-def test_requests_the_engine_cannot_run_are_value_errors(tblite, tmp_path):
+def test_requests_the_engine_cannot_run_are_invalid_requests(tblite, tmp_path):
     payload = sp_payload(ETHANOL)
-    with pytest.raises(ValueError, match="cannot run family 'md_run'"):
+    with pytest.raises(InvalidRequest, match="cannot run family 'md_run'"):
         tblite.run("md_run", "GFN2-xTB", payload, {}, tmp_path, 1)
-    with pytest.raises(ValueError, match="no level 'B3LYP'.*GFN1-xTB"):
+    with pytest.raises(InvalidRequest, match="no level 'B3LYP'.*GFN1-xTB"):
         tblite.run("species_sp", "B3LYP", payload, {}, tmp_path, 1)
-    with pytest.raises(ValueError, match="unknown option.*'fmx'"):
+    with pytest.raises(InvalidRequest, match="unknown option.*'fmx'"):
         tblite.run("conf_opt", "GFN2-xTB", payload, {"fmx": 0.1}, tmp_path, 1)
 
 
@@ -172,7 +172,7 @@ def test_noop_sleeps_fails_and_echoes(tmp_path):
         with pytest.raises(EngineFailure) as caught:
             noop.run("conf_opt", "x", {"fail": fail.value}, {}, tmp_path, 1)
         assert (caught.value.failure_class, caught.value.reason) == (fail, "injected_failure")
-    with pytest.raises(ValueError, match="'fail' must be one of ess, transient"):
+    with pytest.raises(InvalidRequest, match="'fail' must be one of ess, transient"):
         noop.run("conf_opt", "x", {"fail": "sometimes"}, {}, tmp_path, 1)
     assert noop.version()
 
