@@ -33,5 +33,5 @@ def test_failing_rule_line_is_shown_and_exit_2(tmp_path):
     assert second.returncode == 2, second.stdout + second.stderr
     line = second.stderr.splitlines()[-1]
     assert line.startswith(f"pipe-rules: error: {records}: ") and "results of run 'a'" in line
-    log = (tmp_path / "runs" / "test" / "b" / "logs" / "stage_run.log").read_text()
+    log = (tmp_path / "runs" / "test" / "b" / "logs" / "stage_run" / "b.log").read_text()  # logs/<rule>/<run>.log
     assert line in log.splitlines()
