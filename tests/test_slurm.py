@@ -156,7 +156,11 @@ def test_scancel_of_element_1_reruns_only_that_element_and_its_siblings_never_fa
 
 
 def test_walltime_kill_hands_the_task_back_and_the_run_completes(tmp_path):
-    write_config(tmp_path, 2, shards=1, walltime_min=1, lease_s=30, heartbeat_s=2, options={"sleep_s": 50})  # SLURM checks limits every ~30 s
+    # SLURM checks limits every ~30 s. Task 1 must end and task 2 start inside the first 1-minute job, and
+    # the retried job must start, run task 2 and exit inside its minute: 45 s tasks and no lingering
+    # leave ~15 s on each side for the element's Snakemake to start and stop on a loaded machine
+    # (with 50 s tasks and 5 s of lingering the second job ended a few seconds past its minute).
+    write_config(tmp_path, 2, shards=1, walltime_min=1, lease_s=30, heartbeat_s=2, linger_s=0, options={"sleep_s": 45})
     run_snakemake(tmp_path, "slurm", timeout=900)
     layout = RunLayout(tmp_path / "runs/test/main")
     states = assert_completed_exactly_once(layout)
