@@ -17,7 +17,8 @@ from conftest import tblite_energy
 from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.contracts.xyz import xyz_dict_from_text
-from pipe_rules.host.api import OwnerRecord, PipeAPI, RunPoll
+from pipe_rules.host.api import PipeAPI, RunPoll
+from pipe_rules.host.run_results import OwnerRecord
 from pipe_rules.host.planner import plan
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids

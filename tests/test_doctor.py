@@ -15,7 +15,9 @@ import pytest
 import yaml
 from conftest import PYTHON, REPO, mounted_tmpfs, tblite_energy, write_config
 
-from pipe_rules.cli.doctor import FAIL, OK, WARN, filesystem_check, mount_of, run_doctor
+from pipe_rules.cli.doctor_scheduler import FAIL, OK, WARN
+from pipe_rules.cli.doctor import run_doctor
+from pipe_rules.cli.doctor_storage import filesystem_check, mount_of
 from pipe_rules.cli.main import main
 
 VENV_BIN = str(Path(sys.executable).parent)

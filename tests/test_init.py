@@ -11,7 +11,7 @@ import yaml
 
 from conftest import PYTHON, pipe_rules_cli
 from pipe_rules.host.profiles import installed_profile_text, resolve_profile
-from pipe_rules.host.resources import bundled_profiles_dir, resource_root, snakefile
+from pipe_rules.host.resources import bundled_profiles_dir, snakefile
 
 
 @pytest.fixture

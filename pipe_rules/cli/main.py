@@ -181,7 +181,8 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_doctor(args) -> int:
-    from pipe_rules.cli.doctor import FAIL, print_report, run_doctor
+    from pipe_rules.cli.doctor_scheduler import FAIL
+    from pipe_rules.cli.doctor import print_report, run_doctor
 
     checks = run_doctor(args.profile, args.config)
     print_report(checks)

@@ -28,10 +28,12 @@ from typing import Any
 
 import yaml
 
-from pipe_rules.contracts.errors import ConfigError, PipeRulesError, SpecError
+from pipe_rules.contracts.errors import ConfigError, PipeRulesError
 from pipe_rules.contracts.ids import check_safe_id
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.host.launch import snakemake_command
+from pipe_rules.host.planner import homogeneous_tasks
+from pipe_rules.host.run_results import RunResults, run_results
 from pipe_rules.inputs.arc_input import ArcSpecies, parse_arc_species
 from pipe_rules.inputs.config import load_campaign, parse_campaign
 from pipe_rules.inputs.spec_parts import check_species
@@ -91,54 +93,6 @@ class RunPoll:
         return self.run_state not in TERMINAL and not self.launcher_alive
 
 
-@dataclass(frozen=True)
-class ConformerRecord:
-    conformer_index: int | None
-    task_id: str
-    status: str
-    converged: bool
-    energy_hartree: float | None
-    geometry: dict[str, Any] | None  # ARC xyz dict
-
-
-@dataclass(frozen=True)
-class OwnerRecord:
-    """One species (or reaction) of the run; `fields` holds every field ingestion set, as ARC names them."""
-    label: str
-    owner_type: str
-    charge: int | None
-    multiplicity: int | None
-    energy_hartree: float | None  # e_elect_hartree, else the lowest conformer's energy
-    geometry: dict[str, Any] | None  # most_stable_xyz (conformer families)
-    conformers: tuple[ConformerRecord, ...]
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FailedTask:
-    task_id: str
-    owner_key: str
-    status: str
-    attempt_index: int
-    failure_class: str | None
-    failure_reason: str | None
-    engine_message: str | None
-
-
-@dataclass(frozen=True)
-class RunResults:
-    name: str
-    run_id: str
-    run_state: str
-    family: str
-    engine: str
-    level: str
-    task_counts: dict[str, int]
-    owners: dict[str, OwnerRecord]
-    failed: tuple[FailedTask, ...]
-    records_path: str
-
-
 def _start_ticks(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (None where there is no /proc)."""
     try:
@@ -182,7 +136,7 @@ class PipeAPI:
         if (tasks is None) == (species is None):
             raise ConfigError("give either tasks (TaskSpecs) or species (ARC species records)", field="create_run")
         if tasks is not None:
-            specs = _homogeneous(tasks)
+            specs = homogeneous_tasks(tasks)
             key = specs[0].homogeneity_key
             for what, value in key.items():
                 if run.get(what, value) != value:
@@ -349,7 +303,7 @@ class PipeAPI:
                 or sum(summary.get("task_counts", {}).values()) < sum(polled.counts.values())):
             layout.results_dir.mkdir(exist_ok=True)  # snakemake removes empty output folders of jobs it never ran
             ingest(layout)  # e.g. cancelled, or the launcher died before ingesting
-        return _results(handle.name, load_records(layout), layout)
+        return run_results(handle.name, load_records(layout), layout)
 
     def _save(self, handle: RunHandle) -> None:
         atomic_write_json(Path(handle.home) / "handle.json", asdict(handle), pretty=True)
@@ -358,42 +312,3 @@ class PipeAPI:
 def _json_text(data: Any) -> str:
     import json
     return json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n"
-
-
-def _homogeneous(tasks: list[TaskSpec | dict]) -> list[TaskSpec]:
-    """Validated specs, all of one kind (family, engine, level, resources) and with unique ids."""
-    if not tasks:
-        raise ConfigError("no tasks given", field="tasks")
-    specs = []
-    for index, task in enumerate(tasks):
-        try:
-            specs.append(task if isinstance(task, TaskSpec) else TaskSpec.from_dict(task))
-        except SpecError as exc:
-            where = f"tasks.{index}.{exc.field}" if exc.field else f"tasks.{index}"
-            raise ConfigError(exc.message, field=where) from None
-    key, seen = specs[0].homogeneity_key, set()
-    for index, spec in enumerate(specs):
-        for what, value in spec.homogeneity_key.items():
-            if value != key[what]:
-                raise ConfigError(f"{value!r} but tasks.0 has {key[what]!r}: one run holds one kind of task "
-                                  "(group them with pipe_rules.api.plan)", field=f"tasks.{index}.{what}")
-        if spec.task_id in seen:
-            raise ConfigError(f"task id {spec.task_id!r} is given twice", field=f"tasks.{index}.task_id")
-        seen.add(spec.task_id)
-    return specs
-
-
-def _results(name: str, records: dict[str, Any], layout: RunLayout) -> RunResults:
-    owners = {}
-    for label, owner in records["owners"].items():
-        conformers = tuple(ConformerRecord(c.get("conformer_index"), c["task_id"], c["status"], bool(c["converged"]),
-                                           c.get("energy_hartree"), c.get("geometry"))
-                           for c in owner.get("conformers", ()))
-        energies = [c.energy_hartree for c in conformers if c.energy_hartree is not None]
-        energy = owner.get("e_elect_hartree", min(energies) if energies else None)
-        owners[label] = OwnerRecord(label, owner["owner_type"], owner.get("charge"), owner.get("multiplicity"),
-                                    energy, owner.get("most_stable_xyz"), conformers, owner)
-    failed = tuple(FailedTask(f["task_id"], f["owner_key"], f["status"], f["attempt_index"], f.get("failure_class"),
-                              f.get("failure_reason"), f.get("engine_message")) for f in records["failed"])
-    return RunResults(name, records["run_id"], records["run_state"], records["family"], records["engine"],
-                      records["level"], dict(records["task_counts"]), owners, failed, str(layout.records))

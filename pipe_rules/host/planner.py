@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipe_rules.contracts.errors import ConfigError
+from pipe_rules.contracts.errors import ConfigError, SpecError
 from pipe_rules.contracts.spec import HOMOGENEITY_FIELDS, TaskSpec
 
 DEFAULT_MIN_BATCH_SIZE = 10
@@ -77,3 +77,27 @@ def plan(tasks: list[TaskSpec], min_batch_size: int = DEFAULT_MIN_BATCH_SIZE, pr
     piped = {spec.task_id for run in runs for spec in run.tasks}
     individual = tuple(spec for spec in tasks if spec.task_id not in piped)  # in the host's order
     return Plan(tuple(runs), individual, reasons, min_batch_size)
+
+
+def homogeneous_tasks(tasks: list[TaskSpec | dict]) -> list[TaskSpec]:
+    """Validated specs of ONE run (PipeAPI.create_run): all of one kind (family, engine, level,
+    resources) and with unique ids; anything else is a ConfigError naming tasks.<index>.<field>."""
+    if not tasks:
+        raise ConfigError("no tasks given", field="tasks")
+    specs = []
+    for index, task in enumerate(tasks):
+        try:
+            specs.append(task if isinstance(task, TaskSpec) else TaskSpec.from_dict(task))
+        except SpecError as exc:
+            where = f"tasks.{index}.{exc.field}" if exc.field else f"tasks.{index}"
+            raise ConfigError(exc.message, field=where) from None
+    key, seen = specs[0].homogeneity_key, set()
+    for index, spec in enumerate(specs):
+        for what, value in spec.homogeneity_key.items():
+            if value != key[what]:
+                raise ConfigError(f"{value!r} but tasks.0 has {key[what]!r}: one run holds one kind of task "
+                                  "(group them with pipe_rules.api.plan)", field=f"tasks.{index}.{what}")
+        if spec.task_id in seen:
+            raise ConfigError(f"task id {spec.task_id!r} is given twice", field=f"tasks.{index}.task_id")
+        seen.add(spec.task_id)
+    return specs
