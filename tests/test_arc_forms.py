@@ -4,7 +4,6 @@ campaign re-staged; each unreadable input refused with its one line before anyth
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

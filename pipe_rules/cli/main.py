@@ -8,204 +8,11 @@ and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
-from pathlib import Path
 
-from pipe_rules.contracts.errors import ConfigError, PipeRulesError, os_error_line
-from pipe_rules.store.layout import RunLayout
-
-EXIT_HANDED_BACK = 3  # ingestion found unfinished tasks and handed them back to the cluster
-RESULTS_TABLE_OWNERS = 1000  # rows `results` prints by default: a run can have 1,000,000 owners
-
-
-def _cmd_stage(args) -> int:
-    from pipe_rules.inputs.config import load_campaign
-    from pipe_rules.inputs.staging import check_campaign, stage_run
-
-    campaign = load_campaign(args.config)
-    check_campaign(campaign)  # nothing is staged unless every run and species can be
-    names = args.run or [r.name for r in campaign.runs if not r.from_run]
-    for name in names:
-        print(stage_run(campaign, name).line())
-    return 0
-
-
-def _cmd_work(args) -> int:
-    from pipe_rules.execution.worker import EXIT_IO_ERROR, EXIT_TERMINATED, run_worker
-    from pipe_rules.store.fsio import atomic_write_json
-
-    if args.record:  # checked first: a summary that cannot be written would fail the shard after its work
-        _check_writable_folder(Path(args.record), "--record")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = run_worker(Path(args.run_dir), shard=args.shard, linger=not args.no_linger)
-    if args.record:
-        atomic_write_json(Path(args.record), summary.as_dict(), pretty=True)
-    print(f"worker {summary.worker_id}: {summary.completed} completed, {summary.failed} failed, "
-          f"{summary.released} released, {summary.lost} lost ownership ({summary.exit_reason})")
-    for line in summary.errors:
-        print(f"pipe-rules: error: {line}", file=sys.stderr)
-    return {"terminated": EXIT_TERMINATED, "io_error": EXIT_IO_ERROR}.get(summary.exit_reason, 0)
-
-
-def _check_writable_folder(path: Path, option: str) -> None:
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(f"folder {str(folder)!r} does not exist; create it or give another path", path=path,
-                          field=option)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"folder {str(folder)!r} is not writable", path=path, field=option)
-
-
-def _status_views(status, limit: int) -> list:
-    from rich.text import Text
-
-    from pipe_rules.reporting.report_table import cost_line, owner_table, status_table
-
-    views = [status_table(status.run_id, status.run_state, status.counts)]
-    if status.cost is not None:
-        views.append(Text(cost_line(status.cost)))
-    if status.owners is not None:
-        views.append(owner_table(status.owners, None if limit < 0 else limit))
-    return views
-
-
-def _cmd_status(args) -> int:
-    from pipe_rules.reporting.status import run_status  # rich only for tables: --json stays lighter
-
-    layout = RunLayout(Path(args.run_dir))
-    owners = args.owners != 0
-    if args.watch is not None:
-        from pipe_rules.reporting.progress import watch_status
-
-        if args.json:
-            raise ConfigError("--watch redraws tables; for JSON, call status --json repeatedly", field="--watch")
-
-        return watch_status(layout, args.watch, lambda status: _status_views(status, args.owners),
-                            exact=args.exact, owners=owners)
-    status = run_status(layout, exact=args.exact, owners=owners)
-    if args.json:
-        print(json.dumps(status.as_json()))
-    else:
-        from pipe_rules.reporting.report_table import print_table
-
-        for view in _status_views(status, args.owners):
-            print_table(view)
-        for line in status.unreadable:
-            print(f"unreadable: {line}", file=sys.stderr)
-    return 0
-
-
-def _cmd_results(args) -> int:
-    from pipe_rules.reporting.report_table import print_table, results_table
-    from pipe_rules.store.records_io import iter_failed, iter_owner_records, load_records, read_summary
-
-    layout = RunLayout(Path(args.run_dir))
-    if args.json:  # JSON Lines: the summary, then one line per owner, then one per failed task
-        print(json.dumps(read_summary(layout)))
-        for record in iter_owner_records(layout):
-            print(json.dumps({"owner": record}))
-        for fail in iter_failed(layout):
-            print(json.dumps({"failed": fail}))
-        return 0
-    limit = args.owners or None
-    records = load_records(layout, max_owners=limit, max_failed=limit)
-    print_table(results_table(records))
-    for fail in records["failed"]:
-        print(f"{fail['status']}: {fail['task_id']} ({fail['failure_class']}: {fail['failure_reason']})")
-    if limit and (records["n_owners"] > limit or records["n_failed"] > limit):
-        print(f"first {limit} of {records['n_owners']} owners and {records['n_failed']} failed tasks "
-              f"(--owners 0 for all; every record is in {layout.records})")
-    return 0
-
-
-def _cmd_reconcile(args) -> int:
-    from pipe_rules.store.reconcile import reconcile
-
-    report = reconcile(RunLayout(Path(args.run_dir)), sweep_temps=True)
-    counts = ", ".join(f"{k}={v}" for k, v in report.counts.items() if v)
-    print(f"run {report.run_state.value}: {counts}; orphaned {len(report.orphaned)}, salvaged "
-          f"{len(report.salvaged)}, repaired {len(report.repaired)}, removed {len(report.removed_temps)} "
-          "stale temp file(s)")
-    for line in report.unrepairable:
-        print(f"cannot repair: {line}", file=sys.stderr)
-    return 1 if report.unrepairable else 0
-
-
-def _cmd_cancel(args) -> int:
-    from pipe_rules.store.cancel import cancel_run
-
-    cancelled = cancel_run(RunLayout(Path(args.run_dir)))
-    print(f"cancelled {cancelled} task(s); running workers stop at their next ownership check")
-    return 0
-
-
-def _cmd_ingest(args) -> int:
-    """Never runs a task: this is the submit host (a login node). Unfinished work is waited for
-    (live leases) or handed back to the cluster (see store/handback.py), exit code 3."""
-    from pipe_rules.reporting.ingest import ingest
-    from pipe_rules.reporting.report_table import print_table, results_table
-    from pipe_rules.store.handback import settle
-
-    layout = RunLayout(Path(args.run_dir))
-    settled = settle(layout, wait_s=args.wait)
-    if settled.unfinished:
-        print(f"pipe-rules: error: {settled.line(layout)}", file=sys.stderr)
-        return EXIT_HANDED_BACK
-    ingest(layout, reconciled=True)
-    if args.table:
-        from pipe_rules.store.records_io import load_records
-
-        print_table(results_table(load_records(layout, max_owners=RESULTS_TABLE_OWNERS)))
-    if args.report:
-        from pipe_rules.reporting.report_html import write_report
-
-        print(f"report: {write_report(layout)}")
-    return 0
-
-
-def _cmd_report(args) -> int:
-    from pipe_rules.reporting.report_html import write_report
-
-    print(write_report(RunLayout(Path(args.run_dir)), Path(args.out) if args.out else None))
-    return 0
-
-
-def _cmd_run(args) -> int:
-    from pipe_rules.host.launch import run_campaign
-
-    return run_campaign(Path(args.config), profile=args.profile, extra=args.snakemake_args,
-                        progress_every=args.progress_every)
-
-
-def _cmd_doctor(args) -> int:
-    from pipe_rules.cli.doctor_scheduler import FAIL
-    from pipe_rules.cli.doctor import print_report, run_doctor
-
-    checks = run_doctor(args.profile, args.config)
-    print_report(checks)
-    return 1 if any(check.status == FAIL for check in checks) else 0
-
-
-def _cmd_init(args) -> int:
-    from pipe_rules.host.profiles import init
-
-    for done in init(Path.cwd(), args.profile or None, force=args.force, config=not args.no_config):
-        print(done.line())
-    return 0
-
-
-def _cmd_config_reference(args) -> int:
-    from pipe_rules.cli.config_reference import render_reference, update_file
-
-    if args.update:
-        changed = update_file(Path(args.update))
-        print(f"{args.update}: config reference {'rewritten' if changed else 'already up to date'}")
-    else:
-        print(render_reference(), end="")
-    return 0
+from pipe_rules.cli import commands
+from pipe_rules.contracts.errors import PipeRulesError, os_error_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,22 +21,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="stage the runs of a campaign config (idempotent)")
     p.add_argument("config", help="campaign config.yaml")
     p.add_argument("--run", action="append", help="stage only this run (repeatable)")
-    p.set_defaults(func=_cmd_stage)
+    p.set_defaults(func=commands.cmd_stage)
     p = sub.add_parser("work", help="run one worker on a run folder (what a shard job does)")
     p.add_argument("run_dir")
     p.add_argument("--shard", help="preferred shard, e.g. shard-000")
     p.add_argument("--record", help="write the worker summary (JSON) here")
     p.add_argument("--no-linger", action="store_true", help="exit as soon as the queues are empty")
-    p.set_defaults(func=_cmd_work)
-    for name, func, text in (("status", _cmd_status, "run state and task counts per state"),
-                             ("results", _cmd_results, "the ingested records")):
+    p.set_defaults(func=commands.cmd_work)
+    for name, func, text in (("status", commands.cmd_status, "run state and task counts per state"),
+                             ("results", commands.cmd_results, "the ingested records")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table" if name == "status" else
                        "print JSON Lines: the summary, then {\"owner\": ...} per owner, {\"failed\": ...} per failed task")
         if name == "results":
-            p.add_argument("--owners", type=int, default=RESULTS_TABLE_OWNERS, metavar="N",
-                           help=f"rows of the table and failed tasks listed (default {RESULTS_TABLE_OWNERS}; 0: all)")
+            p.add_argument("--owners", type=int, default=commands.RESULTS_TABLE_OWNERS, metavar="N",
+                           help=f"rows of the table and failed tasks listed (default {commands.RESULTS_TABLE_OWNERS}; 0: all)")
         if name == "status":
             p.add_argument("--exact", action="store_true",
                            help="read every task's state file instead of counting queue tokens")
@@ -241,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     p = sub.add_parser("reconcile", help="re-queue expired leases, repair queue tokens and corrupt states")
     p.add_argument("run_dir")
-    p.set_defaults(func=_cmd_reconcile)
+    p.set_defaults(func=commands.cmd_reconcile)
     p = sub.add_parser("cancel", help="cancel every task that has not finished")
     p.add_argument("run_dir")
-    p.set_defaults(func=_cmd_cancel)
+    p.set_defaults(func=commands.cmd_cancel)
     p = sub.add_parser("ingest", help="reconcile, write results/ (records.jsonl, summary.json; never runs a task; "
                                       "unfinished work is handed back to the cluster, exit 3)")
     p.add_argument("run_dir")
@@ -253,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-finish", action="store_true", help=argparse.SUPPRESS)  # the old default; kept for scripts
     p.add_argument("--table", action="store_true", help="print the results table")
     p.add_argument("--report", action="store_true", help="also write results/report.html")
-    p.set_defaults(func=_cmd_ingest)
+    p.set_defaults(func=commands.cmd_ingest)
     p = sub.add_parser("report", help="write the HTML report of an ingested run (tables and plots)")
     p.add_argument("run_dir")
     p.add_argument("--out", help="where to write it (default: RUN_DIR/results/report.html)")
-    p.set_defaults(func=_cmd_report)
+    p.set_defaults(func=commands.cmd_report)
     p = sub.add_parser("run", help="run a campaign through snakemake with a profile")
     p.add_argument("config", nargs="?", default="config.yaml")
     p.add_argument("--profile", default="local",
@@ -266,22 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                    help="when stdout is not a terminal: print a progress line every SECONDS (0: none); "
                         "on a terminal, live bars are shown instead")
-    p.set_defaults(func=_cmd_run, snakemake_args=[])
+    p.set_defaults(func=commands.cmd_run, snakemake_args=[])
     p.epilog = "Arguments after '--' go to snakemake unchanged, e.g. pipe-rules run config.yaml -- -n"
     p = sub.add_parser("doctor", help="check profile, scheduler, engines, config and run folder before submitting")
     p.add_argument("profile", help="a profile folder, or the name of an installed or bundled profile")
     p.add_argument("--config", default="config.yaml", help="campaign config (default: config.yaml)")
-    p.set_defaults(func=_cmd_doctor)
+    p.set_defaults(func=commands.cmd_doctor)
     p = sub.add_parser("init", help="install the profiles for `snakemake --profile NAME` and a starter config.yaml here")
     p.add_argument("--profile", action="append", metavar="NAME",
                    help="install only this bundled profile (repeatable; default: all)")
     p.add_argument("--force", action="store_true",
                    help="also replace edited copies (each is first renamed to NAME.bakN)")
     p.add_argument("--no-config", action="store_true", help="do not write config.yaml here")
-    p.set_defaults(func=_cmd_init)
+    p.set_defaults(func=commands.cmd_init)
     p = sub.add_parser("config-reference", help="print the config reference (markdown) generated from the schema")
     p.add_argument("--update", metavar="README", help="rewrite the block between the config-reference markers here")
-    p.set_defaults(func=_cmd_config_reference)
+    p.set_defaults(func=commands.cmd_config_reference)
     return parser
 
 

@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from pipe_rules.contracts.errors import ConfigError, PipeRulesError
 from pipe_rules.contracts.ids import check_safe_id
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.host.launch import snakemake_command
+from pipe_rules.host.launcher import RunHandle, RunPoll, pid_alive, start_ticks
 from pipe_rules.host.planner import homogeneous_tasks
 from pipe_rules.host.run_results import RunResults, run_results
 from pipe_rules.inputs.arc_input import ArcSpecies, parse_arc_species
@@ -46,66 +47,12 @@ from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.locks import locked
 from pipe_rules.store.records_io import load_records, read_summary, results_exist
 from pipe_rules.store.runrecord import read_run
-from pipe_rules.store.states import TERMINAL_RUN_STATES, RunState
+from pipe_rules.store.states import RunState
 
-HANDLE_SCHEMA_VERSION = 1
-TERMINAL = frozenset(s.value for s in TERMINAL_RUN_STATES)
 # The launcher: a shell that runs snakemake and records its exit status. Its no-op trap keeps it
 # alive through SIGINT/SIGTERM until snakemake has stopped (a caught signal is reset in the child,
 # so snakemake still gets them), so "launcher alive" means "snakemake alive".
 _WRAPPER = 'trap : INT TERM; "$@"; echo $? > "$0"'
-
-
-@dataclass(frozen=True)
-class RunHandle:
-    """What a host needs to find a run again after a restart (stored as handle.json)."""
-    name: str
-    home: str  # <project>/<name>: config, handle, launcher log, snakemake metadata
-    config: str
-    run_dir: str
-    pid: int | None = None  # the launcher (snakemake); its process group has the same id
-    start_ticks: int | None = None  # the pid's start time (/proc), so a recycled pid is not taken for it
-    command: tuple[str, ...] = ()
-    profile: str | None = None
-    log: str = ""
-    launches: int = 0
-    launched_at: float | None = None
-    created_at: float = field(default_factory=time.time)
-    schema_version: int = HANDLE_SCHEMA_VERSION
-
-
-@dataclass(frozen=True)
-class RunPoll:
-    name: str
-    run_state: str  # CREATED until staged, then the run's state (reporting.status)
-    counts: dict[str, int]  # tasks per state
-    launcher_alive: bool
-    launcher_exit: int | None = None  # exit status of the last launch; None while it runs or if it was killed
-
-    @property
-    def done(self) -> bool:
-        """Every task ended and snakemake has exited: collect() may be called."""
-        return self.run_state in TERMINAL and not self.launcher_alive
-
-    @property
-    def needs_launch(self) -> bool:
-        """The launcher is gone but work is left: launch() resumes the run."""
-        return self.run_state not in TERMINAL and not self.launcher_alive
-
-
-def _start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (None where there is no /proc)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # a launcher this process started stays a zombie until reaped
-    except ChildProcessError:
-        pass
 
 
 class PipeAPI:
@@ -226,35 +173,17 @@ class PipeAPI:
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self._launched[handle.name] = proc
-        handle = replace(handle, pid=proc.pid, start_ticks=_start_ticks(proc.pid), command=tuple(command),
+        handle = replace(handle, pid=proc.pid, start_ticks=start_ticks(proc.pid), command=tuple(command),
                          profile=str(profile), launches=handle.launches + 1, launched_at=time.time())
         self._save(handle)
         return handle
 
     def launcher_alive(self, name: str | RunHandle) -> bool:
         handle = self.handle(name)
-        if handle.pid is None:
-            return False
         proc = self._launched.get(handle.name)
-        if proc is not None and proc.pid == handle.pid:
+        if proc is not None and handle.pid is not None and proc.pid == handle.pid:
             return proc.poll() is None
-        _reap(handle.pid)
-        try:
-            stat = Path(f"/proc/{handle.pid}/stat").read_text()
-        except FileNotFoundError:
-            return False
-        except OSError:  # no /proc: ask the kernel
-            try:
-                os.kill(handle.pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] in ("Z", "X"):
-            return False
-        return handle.start_ticks is None or int(fields[19]) == handle.start_ticks
+        return pid_alive(handle)
 
     # -- poll, cancel, collect ------------------------------------------------------------------------
     def poll(self, name: str | RunHandle) -> RunPoll:
