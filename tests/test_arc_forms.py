@@ -42,6 +42,7 @@ def run_ok(config: Path):
     return proc
 
 
+@pytest.mark.slow
 def test_thermo_demo_smiles_xyz_adjlist_radical_and_edit_rerun(tmp_path):
     """ARC's examples/Stationary/thermo_demo (SMILES, an xyz block, an adjacency list, a radical), then
     the campaign edited: an added species is staged and run alone, the others' results are
@@ -84,6 +85,7 @@ def test_thermo_demo_smiles_xyz_adjlist_radical_and_edit_rerun(tmp_path):
         "(level: 'GFN2-xTB' -> 'GFN1-xTB'); one run holds one kind of task: give the run a new name")
 
 
+@pytest.mark.slow
 def test_geometry_files_and_inchi(tmp_path):
     """A Gaussian log and a Gaussian input as species geometries, InChIs (RDKit): species_sp runs,
     the .gjf's charge/multiplicity line is used, and the TS guess from the .gjf is staged for ts_opt."""
@@ -107,6 +109,7 @@ def test_geometry_files_and_inchi(tmp_path):
     assert [c for row in nh2["coords"] for c in row] == pytest.approx([c for row in expected for c in row], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_reaction_with_ts_xyz_guess_runs_ts_opt(tmp_path):
     """ARC's examples/Reactions/rates_demo: the reaction with a ts_xyz_guess becomes a TS species keyed
     by its ARC label exactly, multiplicity 3 from its reactants (N2H4 singlet + NH triplet), and its
@@ -133,6 +136,7 @@ def test_reaction_guess_from_a_file_is_staged(tmp_path):
     assert spec.input_payload["xyz"]["symbols"] == ["N", "O", "H", "O", "O"]
 
 
+@pytest.mark.slow
 def test_restart_conformers_conf_sp_and_ts_guesses(tmp_path):
     """An ARC restart.yml (arc/testing/restart/2_restart_rate, with !!python/tuple tags): conf_sp of
     the conformers ARC already has, run with tblite; TS0's guesses (opt_xyz, else initial_xyz, and the

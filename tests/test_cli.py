@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import pipe_rules_cli, write_config
 
 
+@pytest.mark.slow
 def test_arguments_after_double_dash_reach_snakemake(tmp_path: Path):
     config = write_config(tmp_path, 2)
     proc = pipe_rules_cli("run", str(config), "--profile", "local", "--", "-n", cwd=tmp_path)

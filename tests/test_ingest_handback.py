@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from conftest import PYTHON, wait_until, write_config
 
 from pipe_rules.store.layout import RunLayout
@@ -88,6 +89,7 @@ def test_a_dead_workers_task_is_requeued_and_handed_back_to_its_shard_only(stage
     assert f"(PENDING 1); handed back to {shard_of_dead} " in stderr
 
 
+@pytest.mark.slow
 def test_ingestion_waits_for_a_live_worker_then_writes_the_records(staged_run):
     layout = staged_run(2, shards=1, lease_s=5, heartbeat_s=1, clock_skew_s=0, linger_s=0,
                         options={"sleep_s": 2})

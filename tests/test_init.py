@@ -71,6 +71,7 @@ def test_named_profile_prefers_the_installed_copy(tmp_path, xdg):
         resolve_profile("nowhere")
 
 
+@pytest.mark.slow
 def test_plain_snakemake_dry_run_with_the_installed_slurm_profile(tmp_path, xdg):
     """`snakemake --profile slurm` as written, from a folder holding only config.yaml: the profile
     names the Snakefile, so Snakemake builds the campaign's DAG (dry run: nothing is submitted)."""

@@ -86,6 +86,7 @@ def test_engine_error_is_never_retried(staged_run):
     assert not layout.pending_token(record.shard, task_id).exists()
 
 
+@pytest.mark.slow
 def test_many_workers_complete_every_task_exactly_once(staged_run):
     layout = staged_run(40, shards=3)
     procs = [subprocess.Popen([PYTHON, "-m", "pipe_rules", "work", str(layout.root), "--shard", f"shard-00{i}"],

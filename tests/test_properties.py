@@ -173,6 +173,7 @@ class TaskLifecycleMachine(RuleBasedStateMachine):
         assert fast.counts == exact.counts and not exact.unreadable
 
 
+@pytest.mark.slow
 def test_random_operation_sequences_keep_the_state_machine_invariants(tmp_path):
     """Any sequence of claim/finish/orphan/cancel/renew/reconcile keeps every task's invariants."""
     config = write_config(tmp_path, 3, shards=2, max_attempts=2, lease_s=30, heartbeat_s=1, clock_skew_s=5)
@@ -264,6 +265,7 @@ def config_dir(tmp_path_factory):
 @settings(max_examples=300, **FAST_SETTINGS)
 @given(data=st.one_of(mutated_configs(), mutated_configs(), JSON))
 @example(data={**VALID_CONFIG, "defaults": {**VALID_CONFIG["defaults"], "lease_s": float("nan")}})  # YAML `.nan`
+@pytest.mark.slow
 def test_parse_campaign_fails_only_with_pipe_rules_errors(config_dir, data):
     """Any config mapping (or non-mapping) parses, or fails with a PipeRulesError naming the problem."""
     try:

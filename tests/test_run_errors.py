@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import h2_species, pipe_rules_cli, write_config
 
 
+@pytest.mark.slow
 def test_bad_tasks_file_is_refused_before_snakemake(tmp_path):
     (tmp_path / "tasks.json").write_text('[{"task_id": "x"}]')
     config = write_config(tmp_path, runs=[{"name": "r", "family": "species_sp", "tasks_file": "tasks.json"}])
@@ -19,6 +21,7 @@ def test_bad_tasks_file_is_refused_before_snakemake(tmp_path):
     assert "snakemake" not in run.stdout and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_failing_rule_line_is_shown_and_exit_2(tmp_path):
     """Run b stages from run a's records; those records are damaged after a finished: only b's
     staging rule, inside Snakemake, can see it. Its one line is printed, and the exit code is 2."""

@@ -68,6 +68,7 @@ def test_a_json_lines_tasks_file_is_staged_drained_and_ingested_per_owner(tmp_pa
     assert len(list(iter_entries(layout))) == 15
 
 
+@pytest.mark.slow
 def test_a_bad_line_of_a_tasks_file_is_one_line_naming_file_and_line_and_nothing_is_staged(tmp_path):
     good = json.dumps(_spec(0, 0)) + "\n"
     bad = dict(_spec(0, 1), cores=0)
@@ -100,6 +101,7 @@ def test_failed_tasks_are_lines_of_failed_jsonl_and_the_schema_holds(staged_run)
     (lambda text: text.split("\n", 1)[0][:40] + "\n", "line 1"),
     (lambda text: text.replace('"cost":', '"kost":', 1), "line 1."),
 ])
+@pytest.mark.slow
 def test_a_damaged_records_file_is_one_line_naming_file_line_and_field(staged_run, damage, field):
     layout = staged_run(3)
     run_worker(layout.root, install_signals=False, linger=False)

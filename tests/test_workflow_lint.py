@@ -4,6 +4,7 @@ other test; `snakefmt --check` is its format step) and its DAG grows with shards
 import re
 import subprocess
 
+import pytest
 from conftest import PYTHON, REPO, write_config
 
 
@@ -22,6 +23,7 @@ def test_snakemake_lint_is_clean(tmp_path):
     assert "Lints for snakefile" not in out, out
 
 
+@pytest.mark.slow
 def test_dry_run_builds_a_small_dag(tmp_path):
     """Stage -> shards -> ingest: the DAG grows with shards, never with tasks."""
     write_config(tmp_path, 50, shards=3)
