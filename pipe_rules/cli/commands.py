@@ -202,3 +202,14 @@ def cmd_config_reference(args) -> int:
     else:
         print(render_reference(), end="")
     return 0
+
+
+def cmd_schemas(args) -> int:
+    from pipe_rules.cli.schema_files import SCHEMAS, folder, stale, update
+
+    changed = update() if args.update else stale()
+    for name in SCHEMAS:
+        path = folder() / f"{name}.schema.json"
+        state = ("rewritten" if args.update else "out of date with its model") if path in changed else "up to date"
+        print(f"{path}: {state}")
+    return 1 if changed and not args.update else 0

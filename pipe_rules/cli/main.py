@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config-reference", help="print the config reference (markdown) generated from the schema")
     p.add_argument("--update", metavar="README", help="rewrite the block between the config-reference markers here")
     p.set_defaults(func=commands.cmd_config_reference)
+    p = sub.add_parser("schemas", help="check the JSON schemas in pipe_rules/contracts/schemas against the models")
+    p.add_argument("--update", action="store_true", help="rewrite the schema files from the models")
+    p.set_defaults(func=commands.cmd_schemas)
     return parser
 
 

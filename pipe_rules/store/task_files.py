@@ -1,5 +1,5 @@
 """The two per-task files other programs read: spec.json (written once at staging) and each
-attempt's result.json, both checked against their schemas whenever they are read or written."""
+attempt's result.json, both checked against their models whenever they are read or written."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from pipe_rules.contracts.errors import SpecError, StateError
+from pipe_rules.contracts.models import first_problem
 from pipe_rules.contracts.result import ResultRecord
 from pipe_rules.contracts.spec import TaskSpec
-from pipe_rules.contracts.validation import first_error
 from pipe_rules.store.fsio import atomic_write_json, read_json
 
 
@@ -25,7 +27,7 @@ def load_spec(path: Path) -> TaskSpec:
 
 def write_result(path: Path, record: ResultRecord) -> None:
     data = record.as_dict()
-    problem = first_error("result", data)
+    problem = result_problem(data)
     if problem:  # a bug in the worker, never the user's input: fail loudly
         raise StateError(f"result does not match its schema: {problem[1]}", path=path, field=problem[0])
     try:  # the attempt folder exists (the worker ran the engine in it): no mkdir probe per task
@@ -37,7 +39,7 @@ def write_result(path: Path, record: ResultRecord) -> None:
 
 def read_result(path: Path) -> dict[str, Any]:
     data = read_json(path, "task result")
-    problem = first_error("result", data)
+    problem = result_problem(data)
     if problem:
         raise StateError(problem[1], path=path, field=problem[0])
     return data
@@ -54,3 +56,12 @@ def make_folder(path: Path) -> None:
     except FileExistsError:  # a later attempt of a crashed worker never reuses a folder: it is a new index
         if not path.is_dir():
             raise
+
+
+def result_problem(data: Any) -> tuple[str, str] | None:
+    """(field, message) of what makes `data` no valid result.json, or None."""
+    try:
+        ResultRecord.model_validate(data)
+    except ValidationError as exc:
+        return first_problem(exc)
+    return None

@@ -1,0 +1,42 @@
+"""The JSON schemas other programs read are generated from the models that validate the files: the
+files in pipe_rules/contracts/schemas must be what the models generate, be valid JSON Schema, and
+accept the real files pipe_rules writes (and refuse what the models refuse)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import pipe_rules_cli
+from jsonschema import Draft202012Validator
+
+from pipe_rules.cli.schema_files import SCHEMAS, folder, render
+from pipe_rules.execution.worker import run_worker
+from pipe_rules.store.manifest import manifest_task_ids
+
+
+@pytest.mark.parametrize("name", list(SCHEMAS))
+def test_schema_file_is_what_its_model_generates(name):
+    path = folder() / f"{name}.schema.json"
+    assert path.read_text(encoding="utf-8") == render(name), f"{path} is stale: run `pipe-rules schemas --update`"
+    Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+def test_the_schemas_command_reports_every_file_up_to_date():
+    proc = pipe_rules_cli("schemas", check=True)
+    assert proc.stdout.count(": up to date") == len(SCHEMAS)
+
+
+def test_real_files_match_the_generated_schemas_and_an_unknown_field_does_not(staged_run):
+    layout = staged_run(2)
+    run_worker(layout.root, install_signals=False, linger=False)
+    validators = {name: Draft202012Validator(json.loads((folder() / f"{name}.schema.json").read_text()))
+                  for name in SCHEMAS}
+    for task_id in manifest_task_ids(layout):
+        spec = json.loads(layout.spec(task_id).read_text())
+        result = json.loads(layout.result(task_id, 0).read_text())
+        assert not list(validators["task_spec"].iter_errors(spec))
+        assert not list(validators["result"].iter_errors(result))
+        assert list(validators["task_spec"].iter_errors({**spec, "colour": "blue"}))
+        assert list(validators["result"].iter_errors({**result, "colour": "blue"}))
+        assert list(validators["result"].iter_errors({**result, "timings": {**result["timings"], "x": 1}}))
