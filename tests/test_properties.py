@@ -34,7 +34,7 @@ from pipe_rules.contracts.errors import ConfigError, OwnershipLost, PipeRulesErr
 from pipe_rules.contracts.ids import check_safe_id
 from pipe_rules.contracts.spec import FAMILIES, TaskSpec
 from pipe_rules.execution.execute import execute
-from pipe_rules.inputs.campaign import RUN_DEFAULTS
+from pipe_rules.inputs.run_settings import RUN_SETTINGS
 from pipe_rules.inputs.config import load_campaign, parse_campaign
 from pipe_rules.inputs.staging import stage_run
 from pipe_rules.reporting.status import run_status
@@ -224,7 +224,7 @@ NEAR = {
     "options": st.sampled_from([{}, {"sleep_s": 1}, {"fail": "ess"}, []]),
 }
 NUMBER = st.one_of(st.integers(-2, 500), st.floats(-2, 500), st.sampled_from([float("nan"), float("inf"), True]))
-RUN_KEYS = sorted(RUN_DEFAULTS) + ["name", "family", "from_run", "species", "bogus"]
+RUN_KEYS = sorted(RUN_SETTINGS) + ["name", "family", "from_run", "species", "bogus"]
 SPECIES_KEYS = ["label", "xyz", "smiles", "charge", "multiplicity", "colour"]
 CONFIG_PATHS = ([(key,) for key in [*VALID_CONFIG, "species_file", "extra"]]
                 + [("defaults", key) for key in RUN_KEYS]

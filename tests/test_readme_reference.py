@@ -16,8 +16,8 @@ from pipe_rules.cli.config_reference import (
     update_file,
 )
 from pipe_rules.contracts.errors import PipeRulesError
-from pipe_rules.contracts.validation import schema
-from pipe_rules.inputs.campaign import RUN_DEFAULTS
+from pipe_rules.cli.schema_files import load as schema
+from pipe_rules.inputs.run_settings import RunSettings
 
 REGENERATE = "pipe-rules config-reference --update README.md"
 
@@ -31,22 +31,24 @@ def test_readme_block_matches_the_schema():
 def test_every_key_of_the_schema_is_in_the_reference_with_a_description():
     doc = schema("config")
     text = render_reference(doc)
-    keys = [*doc["properties"], *doc["$defs"]["run_settings"]["properties"], *doc["$defs"]["run"]["properties"],
-            *doc["$defs"]["species"]["properties"], *doc["$defs"]["reaction"]["properties"]]
+    keys = [*doc["properties"], *doc["$defs"]["RunSettings"]["properties"], *doc["$defs"]["RunConfig"]["properties"],
+            *doc["$defs"]["Species"]["properties"], *doc["$defs"]["Reaction"]["properties"]]
     for key in keys:
         assert f"| `{key}` |" in text
     assert missing_descriptions(doc) == [], "give these keys a 'description' in config.schema.json"
 
 
 def test_defaults_stated_by_the_schema_are_the_ones_the_code_applies():
-    settings = schema("config")["$defs"]["run_settings"]["properties"]
+    """One source: the schema's defaults are the model's, and a run given nothing gets exactly them."""
+    settings = schema("config")["$defs"]["RunSettings"]["properties"]
+    applied = RunSettings()
     stated = {key: prop["default"] for key, prop in settings.items() if "default" in prop}
-    assert stated  # scan_resolution_deg, ts_methods, n_images at least
+    assert set(stated) >= {"engine", "level", "cores", "memory_mb", "walltime_min", "shards", "lease_s", "n_images"}
     for key, value in stated.items():
-        code = RUN_DEFAULTS[key]
+        code = getattr(applied, key)
         assert (list(code) if isinstance(code, tuple) else code) == value, key
     text = render_reference()
-    assert "| `walltime_min` | integer, >= 1 | `60` |" in text  # from RUN_DEFAULTS: the schema states none
+    assert "| `walltime_min` | integer, >= 1 | `60` |" in text
     assert "| `campaign` | string, matching" in text and "| required |" in text
 
 
@@ -54,7 +56,7 @@ def test_render_is_table_safe_and_the_update_command_rewrites_only_the_block(tmp
     doc = {"type": "object", "required": ["a"], "properties": {
         "a": {"type": "string", "description": "runs go to <run_root>/x | y"},
         "b": {"type": "array", "items": {"enum": ["p", "q"]}, "minItems": 1, "default": ["p"], "description": "b."}}}
-    for name in ("run_settings", "run", "species", "reaction"):
+    for name in ("RunSettings", "RunConfig", "Species", "Reaction"):
         doc.setdefault("$defs", {})[name] = {"properties": {}}
     text = render_reference(doc)
     assert "| `a` | string | required | runs go to &lt;run_root>/x \\| y |" in text

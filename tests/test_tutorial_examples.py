@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO, pipe_rules_cli, tblite_energy
 
-from pipe_rules.contracts.validation import schema
+from pipe_rules.cli.schema_files import load as schema
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
 from pipe_rules.store.layout import RunLayout
@@ -16,7 +16,7 @@ from pipe_rules.store.records_io import load_records
 
 TUTORIAL = REPO / "examples" / "tutorial"
 FILES = sorted(TUTORIAL.glob("*.yaml"))
-FAMILIES = schema("config")["$defs"]["run"]["properties"]["family"]["enum"]
+FAMILIES = schema("config")["$defs"]["RunConfig"]["properties"]["family"]["enum"]
 # family -> the task ids staging must produce (conformer runs: RDKit drops duplicate conformers)
 EXPECTED_TASKS = {
     "species_sp": {"water_species_sp", "ammonia_species_sp"},

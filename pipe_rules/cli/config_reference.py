@@ -1,10 +1,9 @@
 """The README's config reference, generated from pipe_rules/contracts/schemas/config.schema.json.
 
-The schema is what validates a config, so documenting from it means the reference cannot list a
-key the validator refuses or miss one it accepts. Defaults come from the schema's `default`, else
-from `config.RUN_DEFAULTS` (what the code really applies to run settings). A test fails when the
-README block between the markers differs from this output: `pipe-rules config-reference --update
-README.md` rewrites it.
+The schema is generated from the models that validate a config (inputs/campaign.py), so the
+reference cannot list a key the validator refuses, miss one it accepts, or state a default the code
+does not apply. A test fails when the README block between the markers differs from this output:
+`pipe-rules config-reference --update README.md` rewrites it.
 """
 
 from __future__ import annotations
@@ -15,29 +14,31 @@ from pathlib import Path
 from typing import Any
 
 from pipe_rules.contracts.errors import PipeRulesError
-from pipe_rules.contracts.validation import schema
-from pipe_rules.inputs.campaign import RUN_DEFAULTS
+from pipe_rules.cli.schema_files import load as schema
 
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
 NO_DESCRIPTION = "(no description in the schema)"
-# (heading, where the keys are in the schema, whether RUN_DEFAULTS applies)
+# (heading, where the keys are in the schema)
 SECTIONS = (
-    ("Top level", (), False),
-    ("Run settings: in `defaults` (every run inherits them) or in a run", ("$defs", "run_settings"), True),
-    ("Run keys: in each entry of `runs` only", ("$defs", "run"), False),
-    ("Species: each entry of `species` (or of the `species_file` list)", ("$defs", "species"), False),
-    ("Reactions: each entry of `reactions`", ("$defs", "reaction"), False),
+    ("Top level", ()),
+    ("Run settings: in `defaults` (every run inherits them) or in a run", ("$defs", "RunSettings")),
+    ("Run keys: in each entry of `runs` only", ("$defs", "RunConfig")),
+    ("Species: each entry of `species` (or of the `species_file` list)", ("$defs", "Species")),
+    ("Reactions: each entry of `reactions`", ("$defs", "Reaction")),
 )
+REF_NAMES = {"RunSettings": "run settings", "RunConfig": "run entry", "Species": "species entry",
+             "Reaction": "reaction entry"}
 
 
 def render_reference(config_schema: dict | None = None) -> str:
     """Markdown: one table (key, type, default, description) per section."""
     doc = config_schema or schema("config")
     # no double hyphen inside an HTML comment (invalid there): the command is named in the README text
-    lines = [("<!-- generated from pipe_rules/contracts/schemas/config.schema.json by pipe-rules config-reference;"
-              " edit the schema, not this block -->"), ""]
-    for heading, where, run_defaults in SECTIONS:
+    lines = [("<!-- generated from pipe_rules/contracts/schemas/config.schema.json (itself generated from the models"
+              " in pipe_rules/inputs/campaign.py) by pipe-rules config-reference; edit the models, not this block -->"),
+             ""]
+    for heading, where in SECTIONS:
         node = _at(doc, where)
         required = set(node.get("required", ()))
         lines += [f"#### {heading}", ""]
@@ -45,7 +46,7 @@ def render_reference(config_schema: dict | None = None) -> str:
             lines += [_cell(node["description"]), ""]
         lines += ["| key | type | default | description |", "|---|---|---|---|"]
         for key, prop in node.get("properties", {}).items():
-            lines.append(f"| `{key}` | {_cell(type_text(prop, doc))} | {_default(key, prop, required, run_defaults)} "
+            lines.append(f"| `{key}` | {_cell(type_text(prop, doc))} | {_default(key, prop, required)} "
                          f"| {_cell(prop.get('description', NO_DESCRIPTION))} |")
         lines.append("")
     return "\n".join(lines)
@@ -54,7 +55,7 @@ def render_reference(config_schema: dict | None = None) -> str:
 def missing_descriptions(config_schema: dict | None = None) -> list[str]:
     """Keys of the reference sections without a description (a test keeps this list empty)."""
     doc = config_schema or schema("config")
-    return [f"{'.'.join(where) or '(top level)'}: {key}" for _, where, _ in SECTIONS
+    return [f"{'.'.join(where) or '(top level)'}: {key}" for _, where in SECTIONS
             for key, prop in _at(doc, where).get("properties", {}).items() if not prop.get("description")]
 
 
@@ -62,6 +63,8 @@ def type_text(prop: dict, doc: dict) -> str:
     """'integer, >= 1', 'list of (forward or reverse)', 'string or mapping', ..."""
     if "$ref" in prop:
         return _ref_name(prop["$ref"])
+    if "anyOf" in prop and "type" not in prop:  # a union: "string or mapping"
+        return " or ".join(type_text(branch, doc) for branch in prop["anyOf"])
     refs = [part["$ref"] for part in prop.get("allOf", ()) if "$ref" in part]
     if refs and "type" not in prop:
         return "mapping of " + " and ".join(_ref_name(ref) for ref in refs)
@@ -122,16 +125,14 @@ def _at(doc: dict, where: tuple[str, ...]) -> dict:
 
 def _ref_name(ref: str) -> str:
     name = ref.rsplit("/", 1)[-1]
-    return {"run_settings": "run settings"}.get(name, f"{name} entry")
+    return REF_NAMES.get(name, f"{name} entry")
 
 
-def _default(key: str, prop: dict, required: set[str], run_defaults: bool) -> str:
+def _default(key: str, prop: dict, required: set[str]) -> str:
     if key in required:
         return "required"
-    if "default" in prop:
+    if prop.get("default") not in (None, "", {}, []):
         return f"`{_value(prop['default'])}`"
-    if run_defaults and RUN_DEFAULTS.get(key) not in (None, "", {}):
-        return f"`{_value(RUN_DEFAULTS[key])}`"
     return ""
 
 

@@ -14,11 +14,14 @@ from pathlib import Path
 from pipe_rules.contracts.models import json_schema
 from pipe_rules.contracts.result import ResultRecord
 from pipe_rules.contracts.spec import TaskSpec
+from pipe_rules.inputs.campaign import CampaignFile, config_schema
 
-# file stem -> (model, title)
+# file stem -> (model, title, adjustment of the generated document)
 SCHEMAS = {
-    "task_spec": (TaskSpec, "pipe_rules task spec"),
-    "result": (ResultRecord, "pipe_rules task attempt result (tasks/<bucket>/<task_id>/attempts/<n>/result.json)"),
+    "config": (CampaignFile, "pipe_rules campaign config (config.yaml)", config_schema),
+    "task_spec": (TaskSpec, "pipe_rules task spec", None),
+    "result": (ResultRecord, "pipe_rules task attempt result (tasks/<bucket>/<task_id>/attempts/<n>/result.json)",
+               None),
 }
 
 
@@ -26,9 +29,15 @@ def folder() -> Path:
     return Path(str(resources.files("pipe_rules.contracts").joinpath("schemas")))
 
 
+def load(name: str) -> dict:
+    """A schema file as other programs read it."""
+    return json.loads((folder() / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
 def render(name: str) -> str:
-    model, title = SCHEMAS[name]
-    return json.dumps(json_schema(model, name, title), indent=2) + "\n"
+    model, title, adjust = SCHEMAS[name]
+    document = json_schema(model, name, title)
+    return json.dumps(adjust(document) if adjust else document, indent=2) + "\n"
 
 
 def stale() -> list[Path]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,9 @@ def run_fingerprint(campaign: Campaign, run: RunConfig) -> str:
     """sha256 of what staging `run` reads from the config (not where the config file lives)."""
     chosen = [s for s in campaign.species if run.species is None or s.label in run.species]
     document = {
-        "run": asdict(run), "lock_mode": campaign.lock_mode,
-        "species": [] if run.tasks_file else
-        [{f.name: getattr(s, f.name) for f in fields(s) if f.name != "origin"} for s in chosen],
-        "reactions": [asdict(r) for r in campaign.reactions] if run.family == "ts_guess_batch_method" else [],
+        "run": run.model_dump(), "lock_mode": campaign.lock_mode,
+        "species": [] if run.tasks_file else [s.model_dump() for s in chosen],  # not where each was written
+        "reactions": [r.model_dump() for r in campaign.reactions] if run.family == "ts_guess_batch_method" else [],
         "tasks_file": hashlib.sha256(Path(run.tasks_file).read_bytes()).hexdigest()
         if run.tasks_file and Path(run.tasks_file).is_file() else None,
     }

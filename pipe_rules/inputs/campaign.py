@@ -1,57 +1,104 @@
-"""The campaign as typed settings: species, reactions and runs (what `config.parse_campaign` returns)."""
+"""The campaign config (config.yaml) as pydantic models: the one source of its shape and defaults.
+
+`CampaignFile` validates a config as read (unknown keys refused, scalars strict) and generates
+contracts/schemas/config.schema.json (`pipe-rules schemas`) and, through it, the README's config
+reference. `Campaign` is what `config.parse_campaign` returns: the checked config with its paths
+resolved and each run's settings resolved (inputs/run_settings.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr, model_validator
 
 from pipe_rules.contracts.errors import ConfigError
-from pipe_rules.contracts.spec import HOMOGENEITY_FIELDS
+from pipe_rules.contracts.models import FileModel
+from pipe_rules.inputs.run_settings import UNIQUE, Name, RunConfig, RunSettings, Unique, run_schema_refs
 
-RUN_DEFAULTS: dict[str, Any] = {
-    "engine": "tblite",
-    "level": "GFN2-xTB",
-    "cores": 1,
-    "memory_mb": 2000,
-    "walltime_min": 60,
-    "shards": 2,
-    "max_attempts": 3,
-    "lease_s": 300.0,
-    "heartbeat_s": 30.0,
-    "clock_skew_s": 30.0,
-    "linger_s": None,  # None: twice the lease
-    "n_conformers": 4,
-    "seed": 42,
-    "options": {},
-    "partition": "",
-    "account": "",
-    "max_running_shards": 0,  # 0: no throttle (transport only, not part of the run's key)
-    "scan_resolution_deg": 10.0,  # rotor_scan_1d: goes into each payload at staging
-    "ts_methods": ("idpp",),  # ts_guess_batch_method: one task per reaction and method
-    "n_images": 9,
-}
 IRC_DIRECTIONS = ("forward", "reverse")
+STRUCTURES = ("smiles", "inchi", "adjlist")  # at most one of these per species
+GEOMETRIES = ("xyz", "conformers", "ts_guesses")
+Geometry = StrictStr | dict[str, Any]  # an xyz text block (Angstrom), an ARC xyz dict, or a geometry file path
+Torsion = Annotated[tuple[Annotated[StrictInt, Field(ge=0)], ...],
+                    Field(min_length=4, max_length=4, json_schema_extra=UNIQUE), Unique]
 
 
-@dataclass(frozen=True)
-class Species:
-    label: str
-    smiles: str | None = None
-    xyz: Any = None
-    charge: int | None = None
-    multiplicity: int | None = None
-    inchi: str | None = None
-    adjlist: str | None = None
-    conformers: tuple[Any, ...] = ()  # given conformers: conf_opt/conf_sp use them instead of embedding
-    # 0-based [i, j, k, l] into the species' geometry (xyz, or RDKit's order for a SMILES: heavy
-    # atoms first, then explicit H); position in the tuple = rotor_index
-    torsions: tuple[tuple[int, int, int, int], ...] = ()
-    # xyz blocks or dicts: a non-None one makes a TS species (owner_type species); position = ts_guess_index
-    ts_guesses: tuple[Any, ...] = ()
-    irc_directions: tuple[str, ...] = IRC_DIRECTIONS
+def _species_rule(schema: dict, cls) -> None:
+    schema["anyOf"] = [{"required": [key]} for key in (*STRUCTURES, *GEOMETRIES)]
+    schema["not"] = {"anyOf": [{"required": [a, b]} for i, a in enumerate(STRUCTURES) for b in STRUCTURES[i + 1:]]}
+
+
+class Species(FileModel):
+    """A species: a structure (smiles, inchi or adjlist: at most one), a geometry (xyz or conformers), or both;
+    a TS species may give ts_guesses only."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=_species_rule)
+
+    label: StrictStr = Field(min_length=1, max_length=96, description='ARC species label (becomes the owner_key).')
+    smiles: StrictStr = Field(None, min_length=1, description=(
+        'Conformers are embedded with RDKit (ETKDGv3, seeded) and pre-optimised with MMFF. With torsions, atom indices'
+        " follow RDKit's order: the SMILES' heavy atoms first, then explicit H atoms after them (added in heavy-atom "
+        'order).'))
+    inchi: StrictStr = Field(None, min_length=1, description=(
+        'An InChI (read by RDKit) instead of a SMILES: conformers are embedded from it, charge and multiplicity '
+        "default from it. Atom order: RDKit's from the InChI, then H atoms."))
+    adjlist: StrictStr = Field(None, min_length=1, description=(
+        "An RMG adjacency list (as ARC writes it: optional 'multiplicity N' line, then '1 C u0 p0 c0 {2,S}' lines; "
+        'bond orders S, D, T, Q, B) instead of a SMILES. Atoms keep its order (torsions index it 0-based); charge and '
+        'multiplicity default from it.'))
+    xyz: Geometry = Field(None, description=(
+        'Geometry: an xyz text block (Angstrom), an ARC xyz dict, or the path of a geometry file relative to this '
+        'config (.xyz; Gaussian .gjf/.com input; Gaussian or ORCA output .log/.out: its last geometry). With smiles, '
+        'inchi or adjlist too, the geometry is used and the structure gives charge and multiplicity. For a TS species '
+        '(with ts_guesses) it is the known TS geometry, used by irc and species_* runs staged from species.'))
+    conformers: tuple[Geometry, ...] = Field((), min_length=1, description=(
+        'Given conformer geometries (xyz blocks, ARC xyz dicts or geometry file paths), e.g. those of an ARC restart: '
+        'conf_opt and conf_sp runs staged from species take these, one task each (conformer_index = list position), '
+        'instead of embedding conformers; species_* and rotor runs take xyz, else the first conformer.'))
+    charge: StrictInt = Field(None, description=(
+        'Default: formal charge of the structure (smiles, inchi, adjlist) or of a Gaussian input file given as xyz, '
+        'else 0.'))
+    multiplicity: StrictInt = Field(None, ge=1, description=(
+        "Default: from the structure (radical electrons + 1 for smiles and inchi; an adjacency list's multiplicity "
+        'line, else its unpaired electrons + 1) or a Gaussian input file given as xyz; for a geometry alone, 1 or 2 by'
+        ' the parity of its electron count (as ARC assumes).'))
+    # position in the tuple = rotor_index
+    torsions: tuple[Torsion, ...] = Field((), min_length=1, description=(
+        "Rotors for rotor_scan_1d: each a dihedral [i, j, k, l] of 0-based atom indices into the species' geometry "
+        '(its xyz, or the RDKit embedding of its SMILES: heavy atoms in SMILES order, then explicit H atoms), rotating'
+        ' about bond j-k. One scan task per torsion; its list position is the rotor_index.'))
+    # a non-None guess makes a TS species (owner_type species); position = ts_guess_index
+    ts_guesses: tuple[Geometry | None, ...] = Field((), min_length=1, description=(
+        'TS guess geometries (xyz text blocks, ARC xyz dicts or geometry file paths): makes this a TS species '
+        "(owner_type stays 'species', as in ARC). ts_opt runs optimise each guess; its list position is the "
+        "ts_guess_index (null: no guess at that index, as where an ARC restart's guesses are keyed by "
+        'conformer_index).'))
+    irc_directions: Annotated[tuple[Literal["forward", "reverse"], ...], Unique] = Field(
+        IRC_DIRECTIONS, min_length=1, json_schema_extra=UNIQUE, description=(
+            'IRC halves to compute for this TS species (irc runs); default both.'))
     # (file, field) the entry came from, for errors found after parsing (e.g. RDKit refusing a SMILES)
-    origin: tuple[str, str] | None = field(default=None, compare=False)
+    _origin: tuple[str, str] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _structure_and_geometry(self) -> "Species":
+        given = [key for key in STRUCTURES if getattr(self, key) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of: {', '.join(STRUCTURES)}")
+        if not given and self.xyz is None and not self.conformers and not self.ts_guesses:
+            raise ValueError(f"needs one of: {', '.join((*STRUCTURES, *GEOMETRIES))}")
+        return self
+
+    def __eq__(self, other: object) -> bool:  # where the entry came from is not part of it
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = FileModel.__hash__
+
+    @property
+    def origin(self) -> tuple[str, str] | None:
+        return self._origin
 
     @property
     def is_ts(self) -> bool:
@@ -67,63 +114,66 @@ class Species:
 
     def where(self, key: str) -> tuple[Path | None, str]:
         """The file and field of one of this species' keys, for a one-line error."""
-        if self.origin is None:
+        if self._origin is None:
             return None, f"species.{self.label}.{key}"
-        return Path(self.origin[0]), f"{self.origin[1]}.{key}" if self.origin[1] else key
+        return Path(self._origin[0]), f"{self._origin[1]}.{key}" if self._origin[1] else key
 
     @classmethod
     def from_dict(cls, data: dict, origin: tuple[str, str] | None = None) -> Species:
-        """Lists from YAML become tuples: a Species is frozen and its fields are never mutated."""
-        data = dict(data)
-        data["torsions"] = tuple(tuple(t) for t in data.get("torsions", ()))
-        data["ts_guesses"] = tuple(data.get("ts_guesses", ()))
-        data["conformers"] = tuple(data.get("conformers", ()))
-        data["irc_directions"] = tuple(data.get("irc_directions", IRC_DIRECTIONS))
-        return cls(**data, origin=origin)
+        """A checked species (pydantic's errors are raised as they are: the caller names the file)."""
+        species = cls.model_validate(data)
+        species._origin = origin
+        return species
 
 
-@dataclass(frozen=True)
-class Reaction:
-    """Reactant and product geometries, atom-mapped (atom i is atom i), for ts_guess_batch_method."""
-    label: str
-    reactant_xyz: Any
-    product_xyz: Any
-    charge: int = 0
-    multiplicity: int = 1
+class Reaction(FileModel):
+    """A reaction for interpolated TS guesses; atom i of the reactant is atom i of the product (atom-mapped,
+    same element order)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: StrictStr = Field(min_length=1, max_length=96, description=(
+        "ARC reaction label (becomes the owner_key, owner_type 'reaction')."))
+    reactant_xyz: Geometry = Field(description='Reactant(s) geometry: xyz text block (Angstrom) or ARC xyz dict.')
+    product_xyz: Geometry = Field(description='Product(s) geometry, atom-mapped onto reactant_xyz.')
+    charge: StrictInt = Field(0, description='Total charge (default 0).')
+    multiplicity: StrictInt = Field(1, ge=1, description='Spin multiplicity (default 1).')
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    name: str
-    family: str
-    engine: str
-    level: str
-    cores: int
-    memory_mb: int
-    walltime_min: int
-    shards: int
-    max_attempts: int
-    lease_s: float
-    heartbeat_s: float
-    clock_skew_s: float
-    linger_s: float
-    n_conformers: int
-    seed: int
-    options: dict[str, Any] = field(default_factory=dict)
-    partition: str = ""
-    account: str = ""
-    max_running_shards: int = 0
-    from_run: str | None = None
-    species: tuple[str, ...] | None = None
-    scan_resolution_deg: float = 10.0
-    ts_methods: tuple[str, ...] = ("idpp",)
-    n_images: int = 9
-    tasks_file: str | None = None  # ready TaskSpecs (JSON list), e.g. written by pipe_rules.api; absolute
+class CampaignFile(FileModel):
+    """One campaign: species and an ordered list of homogeneous runs (one family, engine, level and resource
+    shape each)."""
 
-    @property
-    def homogeneity_key(self) -> dict[str, Any]:
-        """What must be the same for every task of a run (ARC's batching key)."""
-        return {name: getattr(self, name) for name in HOMOGENEITY_FIELDS}
+    campaign: Name = Field(description='Name of the campaign; its runs live in <run_root>/<campaign>/<run name>.')
+    run_root: StrictStr = Field("runs", description=(
+        'Folder for run folders, relative to where snakemake runs (or absolute).'))
+    lock_mode: Literal["flock", "soft"] = Field("flock", description=(
+        'flock: local disks, Lustre with flock (falls back to soft where flock is refused). soft: O_EXCL marker locks;'
+        ' use when workers on several NFS clients share a run.'))
+    defaults: RunSettings = Field(None, description='Settings every run inherits unless it overrides them.')
+    species: list[Species] = Field(None, description='Species given inline.')
+    species_file: StrictStr = Field(None, description=(
+        "YAML file with a list of species (same fields as 'species'), relative to this config file."))
+    arc_input: StrictStr = Field(None, min_length=1, description=(
+        'An ARC input file or ARC restart.yml, relative to this config file: its species (smiles, inchi, adjlist or '
+        'mol, xyz blocks/dicts/files, restart conformers, TS guesses, rotors) become species here, and each reaction '
+        "with TS guesses (ts_xyz_guess) a TS species keyed by the reaction's label; other keys are ignored (README: "
+        'ARC input files).'))
+    runs: list[RunConfig] = Field(min_length=1, description=(
+        'Runs in order; a run may take its inputs from an earlier one (from_run).'))
+    reactions: list[Reaction] = Field(None, description=(
+        'Reactions for ts_guess_batch_method runs: each gives one task per TS-guess method (run setting ts_methods).'))
+
+
+def config_schema(document: dict) -> dict:
+    """config.schema.json as other programs read it: `defaults` and each run entry refer to the run
+    settings (closed by unevaluatedProperties, so the settings stay open to the run's own keys), and
+    a top-level key that is a bare $ref keeps its description."""
+    run_schema_refs(document)
+    document["properties"]["defaults"] = {"allOf": [{"$ref": "#/$defs/RunSettings"}], "unevaluatedProperties": False}
+    for name, prop in document["properties"].items():  # pydantic leaves the description off a bare $ref
+        prop.setdefault("description", CampaignFile.model_fields[name].description)
+    return document
 
 
 @dataclass(frozen=True)
