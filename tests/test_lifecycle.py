@@ -113,12 +113,18 @@ def _start_worker(layout, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _worker_running_the_task(layout):
+    """A `pipe-rules work --no-linger` process, once its (only) task is RUNNING."""
+    task_id = _first(layout)
+    worker = _start_worker(layout, "--no-linger")
+    wait_until(lambda: read_state(layout, task_id).status is TaskState.RUNNING, 30, "the task RUNNING")
+    return worker, task_id
+
+
 @pytest.mark.slow
 def test_sigkill_mid_task_lease_expires_and_task_runs_again_once(staged_run):
     layout = staged_run(1, lease_s=1, heartbeat_s=0.25, options={"sleep_s": 3})
-    task_id = _first(layout)
-    victim = _start_worker(layout, "--no-linger")
-    wait_until(lambda: read_state(layout, task_id).status is TaskState.RUNNING, 30, "the task RUNNING")
+    victim, task_id = _worker_running_the_task(layout)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     summary = run_worker(layout.root, install_signals=False)
@@ -133,9 +139,7 @@ def test_sigkill_mid_task_lease_expires_and_task_runs_again_once(staged_run):
 
 def test_sigterm_hands_the_running_task_back_as_retryable(staged_run):
     layout = staged_run(1, options={"sleep_s": 60})
-    task_id = _first(layout)
-    worker = _start_worker(layout, "--no-linger")
-    wait_until(lambda: read_state(layout, task_id).status is TaskState.RUNNING, 30, "the task RUNNING")
+    worker, task_id = _worker_running_the_task(layout)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 143  # well before the 60 s task would have ended
     state = read_state(layout, task_id)
@@ -149,9 +153,7 @@ def test_sigterm_hands_the_running_task_back_as_retryable(staged_run):
 @pytest.mark.slow
 def test_heartbeat_keeps_a_task_alive_past_its_lease(staged_run):
     layout = staged_run(1, lease_s=1.5, heartbeat_s=0.3, options={"sleep_s": 5})
-    task_id = _first(layout)
-    worker = _start_worker(layout, "--no-linger")
-    wait_until(lambda: read_state(layout, task_id).status is TaskState.RUNNING, 30, "the task RUNNING")
+    worker, task_id = _worker_running_the_task(layout)
     first_lease_end = read_state(layout, task_id).lease_expires_at  # without heartbeats it ends here
     orphaned, rounds_past_the_first_lease = 0, 0
     while worker.poll() is None:  # an eager reconciler polls the whole time

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
+from pipe_rules.contracts.errors import PipeRulesError
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -60,6 +62,25 @@ def json_schema(model: type[BaseModel], schema_id: str, title: str) -> dict[str,
 
 
 # ----------------------------------------------------------------------------- one-line errors
+
+def parse(model: type[BaseModel], data: Any, error: type[PipeRulesError], path: Any = None, prefix: str = "") -> Any:
+    """`model` validated from `data`, or `error` naming the file and the field (under `prefix`)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        field, text = first_problem(exc)
+        where = f"{prefix}.{field}" if prefix and field != "(top level)" else prefix or field
+        raise error(text, path=path, field=where) from None
+
+
+def problem(model: type[BaseModel], data: Any) -> tuple[str, str] | None:
+    """(field path, message) of what makes `data` no valid `model`, or None."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return first_problem(exc)
+    return None
+
 
 def first_problem(error: ValidationError, prefix: tuple = ()) -> tuple[str, str]:
     """(field path, message) of the most specific violation, in the words the CLI prints."""

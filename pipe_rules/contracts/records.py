@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pipe_rules.contracts.models import FileModel
 
 RECORDS_SCHEMA_VERSION = 2
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Cost(_Strict):
+class Cost(FileModel):
     """Sums over every attempt that left a result.json (CPU-hours: cores x wall, and measured)."""
 
     tasks: int
@@ -39,7 +35,7 @@ class RunCost(Cost):
     attempt_wall_s_count: int  # how many attempts the sample was drawn from
 
 
-class Conformer(_Strict):
+class Conformer(FileModel):
     conformer_index: int | None
     task_id: str
     status: str
@@ -48,7 +44,7 @@ class Conformer(_Strict):
     geometry: dict[str, Any] | None
 
 
-class OwnerRecord(_Strict):
+class OwnerRecord(FileModel):
     """One species or reaction; the fields of its run's family (see the README's ingestion contract)."""
 
     owner_key: str
@@ -76,7 +72,7 @@ class OwnerRecord(_Strict):
     results: list[dict[str, Any]] | None = None
 
 
-class FailedTask(_Strict):
+class FailedTask(FileModel):
     task_id: str
     owner_key: str
     status: str
@@ -88,7 +84,7 @@ class FailedTask(_Strict):
     ingestion_metadata: dict[str, Any]
 
 
-class Summary(_Strict):
+class Summary(FileModel):
     """results/summary.json: the run-level part, written last (Snakemake's output of ingest_run)."""
 
     schema_version: Literal[2]
@@ -106,13 +102,3 @@ class Summary(_Strict):
     records_file: str
     failed_file: str
 
-
-def first_problem(model: type[BaseModel], data: Any) -> tuple[str, str] | None:
-    """(field path, message) of the first violation, or None when `data` fits `model`."""
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        return where, error["msg"].lower()
-    return None

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, WrapValidator
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, WrapValidator
 
 from pipe_rules.contracts.errors import SpecError
 from pipe_rules.contracts.ids import SAFE_ID_PATTERN, check_safe_id
-from pipe_rules.contracts.models import FileModel, checked_as_given, first_problem
+from pipe_rules.contracts.models import FileModel, checked_as_given, parse
 
 SPEC_SCHEMA_VERSION = 1
 
@@ -129,11 +129,7 @@ class TaskSpec(FileModel):
             missing = [name for name in _FIELDS if name not in data]
             if missing:  # a file carries every field; the model's defaults only serve `create`
                 raise SpecError("is required", path=path, field=missing[0])
-        try:
-            spec = cls.model_validate(data)
-        except ValidationError as exc:
-            field_name, message = first_problem(exc)
-            raise SpecError(message, path=path, field=field_name) from None
+        spec = parse(cls, data, SpecError, path)
         _check_content(spec, path)
         return spec
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr, model_validator
 
 from pipe_rules.contracts.errors import ConfigError
-from pipe_rules.contracts.models import FileModel
+from pipe_rules.contracts.models import FileModel, parse
 from pipe_rules.inputs.run_settings import UNIQUE, Name, RunConfig, RunSettings, Unique, run_schema_refs
 
 IRC_DIRECTIONS = ("forward", "reverse")
@@ -116,12 +116,14 @@ class Species(FileModel):
         """The file and field of one of this species' keys, for a one-line error."""
         if self._origin is None:
             return None, f"species.{self.label}.{key}"
-        return Path(self._origin[0]), f"{self._origin[1]}.{key}" if self._origin[1] else key
+        file, field = self._origin  # a config given as a mapping has no file ("None")
+        return Path(file) if file != "None" else None, f"{field}.{key}" if field else key
 
     @classmethod
     def from_dict(cls, data: dict, origin: tuple[str, str] | None = None) -> Species:
-        """A checked species (pydantic's errors are raised as they are: the caller names the file)."""
-        species = cls.model_validate(data)
+        """A checked species that remembers where it was written (and names that place in its errors)."""
+        file, field = origin or (None, "")
+        species = parse(cls, data, ConfigError, Path(file) if file not in (None, "None") else None, field)
         species._origin = origin
         return species
 

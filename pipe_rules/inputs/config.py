@@ -13,11 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pipe_rules.contracts.errors import ConfigError
 from pipe_rules.contracts.ids import check_safe_id
-from pipe_rules.contracts.models import first_problem
+from pipe_rules.contracts.models import parse
 from pipe_rules.inputs.arc_input import arc_species_dicts
 from pipe_rules.inputs.campaign import Campaign, CampaignFile, Reaction, Species
 from pipe_rules.inputs.family_inputs import check_family_inputs
@@ -36,7 +34,7 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
     """Validate a config mapping (as read from YAML, or Snakemake's `config`) into a Campaign."""
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping with at least 'campaign' and 'runs'", path=path)
-    config = _checked(CampaignFile, data, path)
+    config = parse(CampaignFile, data, ConfigError, path)
     _reject_non_finite(data, path)
     check_safe_id(config.campaign, "campaign", path)  # the pattern's '$' lets a trailing newline through
     base = base_dir or (path.parent if path else Path.cwd())
@@ -51,13 +49,13 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
             raise ConfigError("must be a list of species", path=species_path)
         _reject_non_finite(listed, species_path)
         for i, entry in enumerate(listed):  # checked as given, before its files are read
-            _checked(Species, entry, species_path, str(i))
+            parse(Species, entry, ConfigError, species_path, str(i))
         entries += [(resolve_entry_files(s, species_path.parent, species_path, str(i)), (str(species_path), str(i)))
                     for i, s in enumerate(listed)]
     if config.arc_input is not None:  # the species (and reactions' TS guesses) of an ARC input or restart file
         arc_path = base / config.arc_input
         entries += [(s, (str(arc_path), f"species.{i}")) for i, s in enumerate(arc_species_dicts(arc_path))]
-    species = tuple(_species(entry, origin) for entry, origin in entries)
+    species = tuple(Species.from_dict(entry, origin) for entry, origin in entries)
     labels = [s.label for s in species]
     duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
@@ -78,24 +76,6 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
     check_family_inputs(campaign)
     return campaign
 
-
-def _checked(model, data: Any, path: Path | None, prefix: str = ""):
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        field, message = first_problem(exc)
-        where = f"{prefix}.{field}" if prefix and field != "(top level)" else prefix or field
-        raise ConfigError(message, path=path, field=where) from None
-
-
-def _species(entry: dict[str, Any], origin: tuple[str, str]) -> Species:
-    """The entry with its files read, as a Species that remembers where it was written."""
-    try:
-        return Species.from_dict(entry, origin)
-    except ValidationError as exc:
-        field, message = first_problem(exc)
-        where = f"{origin[1]}.{field}" if origin[1] and field != "(top level)" else origin[1] or field
-        raise ConfigError(message, path=Path(origin[0]), field=where) from None
 
 
 def _reject_non_finite(value: Any, path: Path | None, where: str = "", seen: set[int] | None = None) -> None:

@@ -50,6 +50,16 @@ def conformer_spread(records: dict[str, Any]) -> Figure | None:
     return fig
 
 
+def _finish(ax, fig: Figure, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Labels, title, legend and grid of a line plot with one curve per owner."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def rotor_scans(records: dict[str, Any]) -> Figure | None:
     """Relative energy along each scanned torsion."""
     if records["family"] != "rotor_scan_1d":
@@ -64,13 +74,9 @@ def rotor_scans(records: dict[str, Any]) -> Figure | None:
     for label, rotor in shown:  # a scan starts at the torsion's own angle: sort the points around the circle
         points = sorted(zip((a % 360 for a in rotor["angles_deg"]), rotor["relative_energies_kj_mol"]))
         ax.plot([a for a, _ in points], [e for _, e in points], marker="o", markersize=3, label=label)
-    ax.set_xlabel("dihedral / deg")
     ax.set_xticks(range(0, 361, 60))
-    ax.set_ylabel("E - E(min) / kJ mol$^{-1}$")
-    ax.set_title(_capped("Rotor scans", len(shown), len(curves)))
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return fig
+    return _finish(ax, fig, "dihedral / deg", "E - E(min) / kJ mol$^{-1}$",
+                   _capped("Rotor scans", len(shown), len(curves)))
 
 
 def irc_profiles(records: dict[str, Any]) -> Figure | None:
@@ -96,12 +102,8 @@ def irc_profiles(records: dict[str, Any]) -> Figure | None:
             ys += [y for _, y in points]
         ax.plot(xs, ys, marker="o", markersize=3, label=f"{owner} ({', '.join(sorted(halves))})")
     ax.axvline(0, color="grey", linewidth=0.8)
-    ax.set_xlabel("IRC point (reverse < 0 < forward)")
-    ax.set_ylabel("E - E(TS) / kJ mol$^{-1}$")
-    ax.set_title(_capped("IRC profiles", len(shown), len(profiles)))
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return fig
+    return _finish(ax, fig, "IRC point (reverse < 0 < forward)", "E - E(TS) / kJ mol$^{-1}$",
+                   _capped("IRC profiles", len(shown), len(profiles)))
 
 
 def task_durations(records: dict[str, Any]) -> Figure | None:

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.contracts.records import FailedTask, OwnerRecord, Summary, first_problem
+from pipe_rules.contracts.models import problem
+from pipe_rules.contracts.records import FailedTask, OwnerRecord, Summary
 from pipe_rules.store.fsio import atomic_write_text, temp_name
 from pipe_rules.store.layout import RunLayout
 
@@ -80,9 +81,9 @@ def read_summary(layout: RunLayout) -> dict[str, Any]:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
         raise _bad(path, f"ingested results are corrupt or truncated ({exc})") from None
-    problem = first_problem(Summary, data)
-    if problem:
-        raise _bad(path, problem[1], problem[0])
+    found = problem(Summary, data)
+    if found:
+        raise _bad(path, found[1], found[0])
     return data
 
 
@@ -103,9 +104,10 @@ def _lines(path: Path, model, every: int = 1, limit: int | None = None) -> Itera
                 data = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise _bad(path, f"line {number} is not JSON ({exc})", f"line {number}") from None
-            problem = first_problem(model, data)
-            if problem:
-                raise _bad(path, f"line {number}: {problem[1]}", f"line {number}.{problem[0]}")
+            found = problem(model, data)
+            if found:
+                where = f"line {number}" if found[0] == "(top level)" else f"line {number}.{found[0]}"
+                raise _bad(path, f"line {number}: {found[1]}", where)
             taken += 1
             yield data
 

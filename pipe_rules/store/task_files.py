@@ -7,10 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pipe_rules.contracts.errors import SpecError, StateError
-from pipe_rules.contracts.models import first_problem
+from pipe_rules.contracts.models import problem
 from pipe_rules.contracts.result import ResultRecord
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.store.fsio import atomic_write_json, read_json
@@ -27,9 +25,9 @@ def load_spec(path: Path) -> TaskSpec:
 
 def write_result(path: Path, record: ResultRecord) -> None:
     data = record.as_dict()
-    problem = result_problem(data)
-    if problem:  # a bug in the worker, never the user's input: fail loudly
-        raise StateError(f"result does not match its schema: {problem[1]}", path=path, field=problem[0])
+    found = problem(ResultRecord, data)
+    if found:  # a bug in the worker, never the user's input: fail loudly
+        raise StateError(f"result does not match its schema: {found[1]}", path=path, field=found[0])
     try:  # the attempt folder exists (the worker ran the engine in it): no mkdir probe per task
         atomic_write_json(path, data)
     except FileNotFoundError:
@@ -39,9 +37,9 @@ def write_result(path: Path, record: ResultRecord) -> None:
 
 def read_result(path: Path) -> dict[str, Any]:
     data = read_json(path, "task result")
-    problem = result_problem(data)
-    if problem:
-        raise StateError(problem[1], path=path, field=problem[0])
+    found = problem(ResultRecord, data)
+    if found:
+        raise StateError(found[1], path=path, field=found[0])
     return data
 
 
@@ -57,11 +55,3 @@ def make_folder(path: Path) -> None:
         if not path.is_dir():
             raise
 
-
-def result_problem(data: Any) -> tuple[str, str] | None:
-    """(field, message) of what makes `data` no valid result.json, or None."""
-    try:
-        ResultRecord.model_validate(data)
-    except ValidationError as exc:
-        return first_problem(exc)
-    return None
