@@ -20,6 +20,7 @@ from rich.text import Text
 from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.host.profiles import resolve_profile
 from pipe_rules.host.resources import snakefile
+from pipe_rules.host.workflow_support import staged_as_configured
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import check_campaign
 from pipe_rules.reporting.progress import CampaignProgress
@@ -89,7 +90,8 @@ def run_campaign(config: Path, profile: str | Path = "local", extra: list[str] |
     """`progress_every`: seconds between plain progress lines when stdout is not a terminal (0: none).
     `tty`: force the terminal display on or off (default: whether stdout is a terminal)."""
     campaign = load_campaign(config)  # fail fast, with one line, before Snakemake starts
-    check_campaign(campaign)  # the same line `pipe-rules stage` gives (chemistry included)
+    fresh = [run.name for run in campaign.runs if staged_as_configured(campaign, run)]
+    check_campaign(campaign, fresh)  # the same line `pipe-rules stage` gives (chemistry included)
     command = snakemake_command(config, profile, extra)
     print("running:", " ".join(command), flush=True)
     tty = sys.stdout.isatty() if tty is None else tty

@@ -93,3 +93,17 @@ def write_fingerprint(campaign: Campaign, run: RunConfig) -> Path:
     temp.write_text(text)
     os.replace(temp, path)
     return path
+
+
+def staged_as_configured(campaign: Campaign, run: RunConfig) -> bool:
+    """Whether Snakemake will leave the run's staging alone: its fingerprint file holds this
+    config's hash and staged.json is not older (the rule's input and output). `pipe-rules run` then
+    skips the pre-check of the run's inputs, which staging would not read again."""
+    path = campaign.run_dir(run.name) / FINGERPRINT
+    try:
+        recorded = json.loads(path.read_text()).get("sha256")
+        fresh = os.stat(campaign.run_dir(run.name) / "staged.json").st_mtime_ns >= os.stat(path).st_mtime_ns
+    except (OSError, ValueError, AttributeError):
+        return False
+    return fresh and recorded == run_fingerprint(campaign, run)
+

@@ -79,14 +79,19 @@ def charge_multiplicity(species: Species) -> tuple[int, int]:
     return charge, species.multiplicity if species.multiplicity is not None else mult
 
 
-def check_species(species: Species) -> None:
+def check_species(species: Species, parsed: set | None = None) -> None:
     """Everything staging will ask of the species' structure and geometries, as one ConfigError
-    naming its file, field and label: run before anything is staged or submitted."""
+    naming its file, field and label: run before anything is staged or submitted. `parsed`: the
+    structures already found good (skipped; this one is added)."""
     key = None
     try:
-        if species.structure is not None:
-            key = species.structure[0]
-            molecule(species)
+        structure = species.structure
+        if structure is not None:
+            key = structure[0]
+            if parsed is None or structure not in parsed:
+                _parse(structure)
+                if parsed is not None:
+                    parsed.add(structure)
         for key, values in (("xyz", [species.xyz]), ("conformers", species.conformers),
                             ("ts_guesses", species.ts_guesses)):
             for index, value in enumerate(values):
@@ -100,6 +105,13 @@ def check_species(species: Species) -> None:
     except ValueError as exc:
         path, field = species.where(key)
         raise ConfigError(f"species {species.label!r}: {exc}", path=path, field=field) from None
+
+
+def _parse(structure: tuple[str, str]) -> None:
+    """What molecule() refuses, without adding the hydrogen atoms (that cannot fail)."""
+    key, value = structure
+    chem = _chem()
+    {"adjlist": chem.mol_from_adjlist, "inchi": chem.mol_from_inchi, "smiles": chem.mol_from_smiles}[key](value)
 
 
 def make_spec(run: RunConfig, task_id: str, owner: str, payload: dict, meta: dict,
