@@ -40,6 +40,7 @@ def test_failing_rule_line_is_shown_and_exit_2(tmp_path):
     assert line in log.splitlines()
 
 
+@pytest.mark.slow
 def test_a_resumed_campaign_skips_the_input_check_and_an_edited_one_is_checked_again(tmp_path, monkeypatch):
     """After a run staged from this very config, `pipe-rules run` does not parse its structures again
     (20,000 SMILES took ~17 s under load); an edit makes the run stale and the check finds a bad SMILES."""
