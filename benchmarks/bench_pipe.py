@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import yaml
-from bench_measure import PY, cli, floor_ms, help_calls, inodes, largest_folder, run_all, traced
+from bench_measure import PY, cli, floor_ms, help_calls, inodes, largest_folder, run_all, traced, vm_rss_mb
 
 CONFORMERS = 50  # tasks per owner
 
@@ -80,6 +82,96 @@ def _said(n: int, step: str, proc, extra: str = "") -> None:
     """One line per step as it ends (a long run's numbers survive an interrupted benchmark)."""
     print(f"  {n:>9,} {step}: {proc.seconds:.2f} s, peak RSS {proc.peak_rss_mb:.0f} MB{extra}; "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def ledger_lines(run_dir: Path) -> int:
+    total = 0
+    for path in (run_dir / "costs").glob("*.tsv"):
+        with open(path, "rb") as handle:
+            total += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return total
+
+
+def partial_drain(run_dir: Path, workers: int, seconds: float) -> dict:
+    """W workers on a run too big to drain here: tasks per second between a warm-up (a third of
+    the window, at most 30 s) and the end of the window, counted from the cost ledgers (one line per
+    task), `status` timed meanwhile, each worker's peak RSS sampled; then SIGTERM (each hands its
+    task back and exits)."""
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for cmd in worker_cmds(run_dir, workers)]
+    peaks = {p.pid: 0.0 for p in procs}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for pid in peaks:
+                peaks[pid] = max(peaks[pid], vm_rss_mb(pid))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        start = time.perf_counter()
+        time.sleep(min(30.0, seconds / 3))
+        lines0, t0 = ledger_lines(run_dir), time.perf_counter()
+        status_mid = status_step(run_dir, repeat=2)
+        print(f"  status mid-drain ({status_mid[2]['tasks']['PENDING']:,} pending): {status_mid[0]:.2f} s, "
+              f"{status_mid[1]:.0f} MB", flush=True)
+        time.sleep(max(0.0, seconds - (time.perf_counter() - start)))
+        lines1, t1 = ledger_lines(run_dir), time.perf_counter()
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait()
+        done.set()
+        sampler.join()
+    tasks = lines1 - lines0
+    return {"window_s": t1 - t0, "tasks_in_window": tasks, "ms_per_task": 1000 * (t1 - t0) / max(tasks, 1),
+            "completed_total": lines1, "status_mid": status_mid, "worker_peak_rss_mb": max(peaks.values())}
+
+
+def bench_partial(n: int, workers: int, where: Path | None, drain_s: float) -> dict:
+    """A size too big to drain on this machine: staged, status timed with every task pending, then
+    `partial_drain` for `drain_s` seconds (its rate judged as the drain per task); no ingestion."""
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
+    try:
+        config = write_campaign(folder, n, workers)
+        run_dir = folder / "runs" / "bench" / "main"
+        stage = run_all([cli("stage", str(config))])[0]
+        _said(n, "stage", stage)
+        status_pending = status_step(run_dir, repeat=2)
+        print(f"  {n:>9,} status, all pending: {status_pending[0]:.2f} s, {status_pending[1]:.0f} MB", flush=True)
+        floor_before = floor_ms(folder)
+        drain = partial_drain(run_dir, workers, drain_s)
+        floor_after = floor_ms(folder)
+        floor = (floor_before + floor_after) / 2
+        per_worker_ms = drain["ms_per_task"] * workers
+        print(f"  {n:>9,} drain for {drain_s:.0f} s: {drain['tasks_in_window']:,} tasks in {drain['window_s']:.1f} s "
+              f"after the warm-up: {drain['ms_per_task']:.3f} ms/task, {per_worker_ms / floor:.1f}x the floor "
+              f"({floor_before:.3f}/{floor_after:.3f} ms), worker peak {drain['worker_peak_rss_mb']:.0f} MB; "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+        startup_status = status_startup_s()
+        entries, at = largest_folder(run_dir)
+        files = inodes(run_dir)
+        print(f"  {n:>9,} largest folder {entries} entries ({at}); {files / n:.2f} files and folders per task",
+              flush=True)
+        return {"n": n, "workers": workers, "partial": True, "drain_window_s": drain["window_s"],
+                "input": f"tasks_file (JSON Lines), {CONFORMERS} conformers per owner",
+                "stage_s": stage.seconds, "drain_s": None, "ingest_s": None, "report_s": None, "total_s": None,
+                "drain_ms_per_task": drain["ms_per_task"], "drain_net_ms_per_task": drain["ms_per_task"],
+                "tasks_in_window": drain["tasks_in_window"], "total_ms_per_task": None, "worker_startup_s": 0.0,
+                "floor_ms": floor, "floor_ms_before_after": [floor_before, floor_after],
+                "drain_ms_per_task_per_worker": per_worker_ms, "drain_net_ms_per_task_per_worker": per_worker_ms,
+                "floor_ratio": per_worker_ms / floor, "floor_ratio_net": per_worker_ms / floor,
+                "status_s": {"pending": status_pending[0], "mid_drain": drain["status_mid"][0]},
+                "status_startup_s": startup_status,
+                "peak_rss_mb": {"stage": stage.peak_rss_mb, "worker": drain["worker_peak_rss_mb"],
+                                "status": max(status_pending[1], drain["status_mid"][1])},
+                "inodes_per_task": files / n, "completed": {"ledgers": drain["completed_total"]},
+                "all_completed": None, "largest_folder": {"entries": entries, "path": at}}
+    finally:
+        print(f"  {n:>9,} removing the run folder ({folder})", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
