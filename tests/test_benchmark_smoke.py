@@ -82,3 +82,18 @@ def test_benchmark_meets_the_drain_targets(bench):
     _, report = bench
     missed = [line for line in report["targets"] if line.startswith("MISS") and any(k in line for k in KNOWN_MISSES)]
     assert not missed, "\n".join(missed)
+
+
+def test_a_partial_drain_times_a_window_and_status_meanwhile_then_removes_the_run(tmp_path):
+    """The mode of the 1,000,000 column (bench.py --partial-sizes): staged, a timed window of drain
+    counted from the ledgers, status timed mid-drain, the workers stopped by SIGTERM, no run folder left."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_pipe import bench_partial
+
+    r = bench_partial(3000, 2, tmp_path, 9.0)
+    assert r["partial"] and r["tasks_in_window"] > 0 and r["drain_ms_per_task"] > 0 and r["floor_ratio_net"] > 0
+    assert 0 < r["completed"]["ledgers"] <= 3000 and r["status_s"]["mid_drain"] > 0 and r["status_s"]["pending"] > 0
+    assert {"stage", "worker", "status"} <= set(r["peak_rss_mb"]) and r["largest_folder"]["entries"] > 0
+    assert list(tmp_path.iterdir()) == []
