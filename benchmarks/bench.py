@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_baselines import bench_scan, bench_snakemake, bench_xtb  # noqa: E402
 from bench_measure import vm_rss_mb  # noqa: E402
-from bench_pipe import bench_partial, bench_pipe_rules, bench_syscalls  # noqa: E402
+from bench_pipe import bench_partial, bench_pipe_rules, bench_syscalls, wait_for_removals  # noqa: E402
 
 TARGET_FLOOR_RATIO = 5.0  # drain cost per task per worker / the floor
 TARGET_META_CALLS = 12.0  # fs metadata calls per task on the drain path
@@ -300,6 +300,7 @@ def main() -> None:
           f"{m['load_avg_at_start'][0]:.2f} at start, {m['load_avg_at_end'][0]:.2f} at end")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+    wait_for_removals()
     missed = [line for line in report["targets"] if line.startswith("MISS")]
     if args.check and missed:
         raise SystemExit(f"{len(missed)} target(s) missed")

@@ -170,8 +170,17 @@ def bench_partial(n: int, workers: int, where: Path | None, drain_s: float) -> d
                 "inodes_per_task": files / n, "completed": {"ledgers": drain["completed_total"]},
                 "all_completed": None, "largest_folder": {"entries": entries, "path": at}}
     finally:
-        print(f"  {n:>9,} removing the run folder ({folder})", flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        print(f"  {n:>9,} removing the run folder ({folder}) in the background", flush=True)
+        REMOVALS.append(subprocess.Popen(["rm", "-rf", str(folder)]))
+
+
+REMOVALS: list[subprocess.Popen] = []  # millions of inodes take minutes to remove: bench.py waits at its end
+
+
+def wait_for_removals() -> None:
+    for proc in REMOVALS:
+        proc.wait()
+    REMOVALS.clear()
 
 
 def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
