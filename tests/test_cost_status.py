@@ -229,3 +229,21 @@ def test_owner_table_from_the_ledgers_matches_the_states_with_an_alias(mixed_run
     fast, exact = run_status(mixed_run, owners=True), run_status(mixed_run, exact=True, owners=True)
     assert fast.counts == exact.counts and fast.as_json()["owners"] == exact.as_json()["owners"]
     assert fast.as_json()["owners"]["h2_copy"]["tasks"] == 1 and fast.cost.attempts == 3
+
+
+def test_ledgers_read_in_small_blocks_give_the_same_tally_as_read_at_once(mixed_run, monkeypatch):
+    """Ledgers are parsed a block at a time (bounded memory at 1,000,000 lines); a line cut by a
+    block boundary, or still being written, is read whole."""
+    from pipe_rules.store.ledger import CostTally, ledger_dir
+
+    whole = CostTally(mixed_run.root, cache=False).refresh()
+    [ledger] = list(ledger_dir(mixed_run.root).glob("*.tsv"))
+    with open(ledger, "ab") as handle:
+        handle.write(b"half_a_line\t0\t1")  # a worker in the middle of its write
+    monkeypatch.setattr(CostTally, "READ_BLOCK", 7)
+    small = CostTally(mixed_run.root, cache=False).refresh()
+    assert small.task_ids().tolist() == whole.task_ids().tolist() and small.completed == whole.completed == 3
+    assert (small.values() == whole.values()).all() and (small.completed_rows() == whole.completed_rows()).all()
+    with open(ledger, "ab") as handle:
+        handle.write(b"\t1.0\t1.0\t30.000\tCOMPLETED\n")
+    assert small.refresh().task_ids().tolist()[-1] == b"half_a_line" and small.completed == 4

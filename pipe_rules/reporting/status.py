@@ -17,7 +17,7 @@ pending, the pending tokens are listed as before (50,000 names: ~0.1 s) and the 
 answer: the count is exact near the end of a run, where the run state depends on it, and off by at
 most the salvaged tasks while more are pending.
 
-CPU-hours come from the same ledgers (their sums cached in costs/tally-cache-v3.npz). That cache and
+CPU-hours come from the same ledgers (their sums cached in costs/tally-cache-v4.npz). That cache and
 the owner index are the only files this view may write; nothing else on disk is changed.
 """
 
@@ -134,11 +134,11 @@ class StatusReader:
     def read(self, exact: bool = False, owners: bool = False) -> RunStatus:
         run = read_run(self.layout)
         unreadable: list[str] = []
-        counts = codes = index = None
+        counts = codes = index = rows = None
         if not exact:
             found = self._ledger_codes(run.n_tasks)
             if found is not None:
-                codes, index = found
+                codes, index, rows = found
                 import numpy as np
 
                 tally = np.bincount(codes, minlength=len(_CODES))
@@ -158,7 +158,7 @@ class StatusReader:
                            tuple(unreadable), exact)
         if not owners:
             return status
-        table = self._owners_from_codes(index, codes) if codes is not None else \
+        table = self._owners_from_codes(index, codes, rows) if codes is not None else \
             self._owners(known, rest_done=not exact)
         return RunStatus(status.run_id, status.run_state, status.counts, status.unreadable, status.exact,
                          table, table.run_cost)
@@ -178,7 +178,8 @@ class StatusReader:
         if len(index.task_ids) != n_tasks:
             return None  # staging under way, or a manifest that does not match the run record
         codes = np.zeros(n_tasks, dtype=np.int8)
-        done = index.positions_of(tally.task_ids()[tally.completed_rows()])
+        rows = index.positions_of(tally.task_ids(), tally.id_hashes())  # every attempt's task: its COMPLETED ones and its cost
+        done = rows[tally.completed_rows()]
         if (done < 0).any():
             return None
         codes[done] = _CODES.index(TaskState.COMPLETED)
@@ -192,9 +193,9 @@ class StatusReader:
             if (at < 0).any():
                 return None
             codes[at] = _CODES.index(state)
-        return codes, index
+        return codes, index, rows
 
-    def _owners_from_codes(self, index, codes) -> OwnerTable:
+    def _owners_from_codes(self, index, codes, rows) -> OwnerTable:
         """Per-owner columns from the per-task codes: one bincount per code."""
         import numpy as np
 
@@ -208,7 +209,7 @@ class StatusReader:
             for code, task_state in enumerate(_CODES):
                 mine = index.alias_owner[known][codes[at[known]] == code]
                 columns[_COLUMN_OF[task_state]] += np.bincount(mine, minlength=n)
-        return OwnerTable(index.owners, columns, *self._costs(index))
+        return OwnerTable(index.owners, columns, *self._costs(index, rows))
 
     def _owners(self, known: dict[TaskState, list[str]], rest_done: bool) -> OwnerTable:
         """Per-owner columns from the task ids known per state (tokens, or state files when exact);
@@ -238,22 +239,25 @@ class StatusReader:
                     columns[_COLUMN_OF[task_state]][owner] += 1
         return OwnerTable(index.owners, columns, *self._costs(index))
 
-    def _costs(self, index) -> tuple[np.ndarray, CostSummary]:
+    def _costs(self, index, rows=None) -> tuple[np.ndarray, CostSummary]:
         """CPU-hours per owner (rows: attempts, cpu_hours, cpu_hours_used, task_wall_s, peak_rss_mb) and the run's."""
         import numpy as np
 
         n = len(index.owners)
         tally = self._tally.refresh()
         values = tally.values()  # per attempt: cores, wall_s, cpu_s, peak_rss_mb
-        per_attempt = np.column_stack([np.ones(len(values)), values[:, 0] * values[:, 1] / 3600.0,
-                                       values[:, 2] / 3600.0, values[:, 1]])
-        owner_of = index.owners_of(tally.task_ids())
+        if rows is None or len(rows) != len(values):
+            rows = index.positions_of(tally.task_ids(), tally.id_hashes())
+        per_attempt = [None, values[:, 0] * values[:, 1] / 3600.0, values[:, 2] / 3600.0, values[:, 1]]
+        owner_of = np.where(rows >= 0, index.owner_of[rows] if len(index.owner_of) else -1, -1)
         mine = owner_of >= 0
-        cost = [np.bincount(owner_of[mine], weights=per_attempt[mine, k], minlength=n) for k in range(4)]
+        owners = owner_of[mine]
+        cost = [np.bincount(owners, weights=None if w is None else w[mine], minlength=n).astype(float)
+                for w in per_attempt]
         peak = np.zeros(n)
-        np.maximum.at(peak, owner_of[mine], values[mine, 3])
-        totals = per_attempt.sum(axis=0)
-        run_cost = CostSummary(int(totals[0]), float(totals[1]), float(totals[2]), float(totals[3]),
+        np.maximum.at(peak, owners, values[mine, 3])
+        totals = [float(len(values))] + [float(w.sum()) for w in per_attempt[1:]]
+        run_cost = CostSummary(int(totals[0]), totals[1], totals[2], totals[3],
                                float(values[:, 3].max()) if len(values) else None)
         return np.vstack([*cost, peak]), run_cost
 

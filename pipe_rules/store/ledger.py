@@ -65,11 +65,11 @@ class CostTally:
 
     Row i of `task_ids()` and `values()` (cores, wall_s, cpu_s, peak_rss_mb) describe one attempt.
     Parsed with numpy (100,000 lines in about a tenth of a second) and cached in
-    `costs/tally-cache-v3.npz` with the read position in each ledger, so the next `status` reads only
+    `costs/tally-cache-v4.npz` with the read position in each ledger, so the next `status` reads only
     the lines appended since: the ledgers only ever grow, and a ledger shorter than its cached
     position invalidates the cache."""
 
-    CACHE = "tally-cache-v3.npz"
+    CACHE = "tally-cache-v4.npz"
 
     def __init__(self, run_root: Path, cache: bool = True):
         self.folder = ledger_dir(run_root)
@@ -78,6 +78,7 @@ class CostTally:
         self._ids: list = []  # numpy unicode arrays, concatenated on demand
         self._blocks: list = []  # numpy arrays (n, 4)
         self._done: list = []  # numpy bool arrays: the row's outcome is COMPLETED
+        self._hashes: list = []  # owner_index.id_hashes of the rows' task ids (computed once, cached)
         self.completed = 0  # attempts whose line says COMPLETED
         self.unknown_outcomes = 0  # lines of schema-1 ledgers
         self._loaded = False
@@ -112,6 +113,14 @@ class CostTally:
             self._blocks = [np.concatenate(self._blocks) if self._blocks else np.zeros((0, 4))]
         return self._blocks[0]
 
+    def id_hashes(self):
+        """owner_index.id_hashes(task_ids()), kept with the rows so `status` never hashes a row twice."""
+        import numpy as np
+
+        if len(self._hashes) != 1:
+            self._hashes = [np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)]
+        return self._hashes[0]
+
     def completed_rows(self):
         """A bool per row of `task_ids()`: that attempt ended COMPLETED."""
         import numpy as np
@@ -127,6 +136,7 @@ class CostTally:
             with np.load(self.folder / self.CACHE, allow_pickle=False) as data:
                 files, offsets = data["files"].tolist(), data["offsets"].tolist()
                 ids, values, done = data["task_ids"], data["values"], data["completed_rows"]
+                hashes = data["id_hashes"]
                 completed, unknown = (int(v) for v in data["outcomes"])
         except (OSError, ValueError, KeyError):
             return
@@ -137,7 +147,7 @@ class CostTally:
             except FileNotFoundError:
                 return
         self._offsets = dict(zip(files, offsets))
-        self._ids, self._blocks, self._done = [ids], [values], [done]
+        self._ids, self._blocks, self._done, self._hashes = [ids], [values], [done], [hashes]
         self.completed, self.unknown_outcomes = completed, unknown
         self._rows_saved = len(values)
 
@@ -151,6 +161,7 @@ class CostTally:
                 np.savez(handle, files=np.array(list(self._offsets), dtype=str).reshape(-1),
                          offsets=np.array(list(self._offsets.values()), dtype=np.int64),
                          task_ids=self.task_ids(), values=self.values(), completed_rows=self.completed_rows(),
+                         id_hashes=self.id_hashes(),
                          outcomes=np.array([self.completed, self.unknown_outcomes], dtype=np.int64))
             os.replace(tmp, path)
             self._rows_saved = len(self.values())
@@ -160,23 +171,33 @@ class CostTally:
             except OSError:
                 pass
 
+    READ_BLOCK = 4 << 20  # bytes parsed at a time (~60,000 lines): a 1,000,000-line ledger read at once
+    # made ~7 million Python strings, ~400 MB
+
     def _read(self, name: str) -> None:
         offset = self._offsets.get(name, 0)
         try:
             with open(self.folder / name, "rb") as handle:
                 handle.seek(offset)
-                chunk = handle.read()
+                rest = b""
+                while True:
+                    block = handle.read(self.READ_BLOCK)
+                    if not block:
+                        break
+                    chunk = rest + block
+                    end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+                    rest = chunk[end:]
+                    if end:
+                        self._parse(chunk[:end].decode(errors="replace"))
+                        offset += end
+                        self._offsets[name] = offset
         except OSError:
             return
-        end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
-        self._offsets[name] = offset + end
-        if end:
-            self._parse(chunk[:end].decode(errors="replace"))
 
     def _parse(self, text: str) -> None:
         import numpy as np  # here, not at the top: workers write ledgers and never import numpy for it
 
-        from pipe_rules.store.owner_index import id_array
+        from pipe_rules.store.owner_index import id_array, id_hashes
 
         width = text.split("\n", 1)[0].count("\t") + 1  # a ledger is written by one worker, in one width
         fields = text.replace("\n", "\t").split("\t")
@@ -205,5 +226,6 @@ class CostTally:
         self.completed += int(done.sum())
         self.unknown_outcomes += outcomes.count(None)
         self._ids.append(id_array(ids))
+        self._hashes.append(id_hashes(self._ids[-1]))
         self._blocks.append(numbers)
         self._done.append(done)

@@ -65,12 +65,17 @@ class OwnerIndex:
     hashes: np.ndarray  # id_hashes(task_ids), sorted...
     by_hash: np.ndarray  # ...and the position in `task_ids` of each
 
-    def positions_of(self, task_ids: Sequence[str] | np.ndarray) -> np.ndarray:
-        """Position in `task_ids` of each task id, -1 for ids the index does not know."""
+    def positions_of(self, task_ids: Sequence[str] | np.ndarray, hashes: np.ndarray | None = None) -> np.ndarray:
+        """Position in `task_ids` of each task id, -1 for ids the index does not know. `hashes`:
+        their id_hashes, when the caller has them already (the cost ledgers keep theirs)."""
         if not len(task_ids) or not len(self.task_ids):
             return np.full(len(task_ids), -1, dtype=np.int64)
         wanted = id_array(task_ids)
-        at = self.by_hash[np.minimum(np.searchsorted(self.hashes, id_hashes(wanted)), len(self.hashes) - 1)]
+        hashes = id_hashes(wanted) if hashes is None else hashes
+        order = np.argsort(hashes)  # searched in order: ~5x faster than 1,000,000 random searches
+        found = np.empty(len(hashes), dtype=np.int64)
+        found[order] = np.searchsorted(self.hashes, hashes[order])
+        at = self.by_hash[np.minimum(found, len(self.hashes) - 1)]
         return np.where(self.task_ids[at] == wanted, at, -1)
 
     def owners_of(self, task_ids: Sequence[str] | np.ndarray) -> np.ndarray:
