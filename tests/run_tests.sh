@@ -45,5 +45,7 @@ if ! command -v strace > /dev/null; then
 fi
 start slurm tests/cluster/start_slurm.sh PIPE_RULES_SLURM_UNAVAILABLE
 [ -x tests/cluster/start_sge.sh ] && start sge tests/cluster/start_sge.sh PIPE_RULES_SGE_UNAVAILABLE
+# two client mounts each of a GlusterFS volume and an sshfs folder (tests/test_sharedfs.py)
+start sharedfs tests/cluster/start_sharedfs.sh PIPE_RULES_SHAREDFS_UNAVAILABLE
 echo "== tests: all of them"
 exec "$PY" -m pytest -ra --deselect "$LINT_TEST" "$@"

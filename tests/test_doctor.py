@@ -208,14 +208,30 @@ fs1:/export/home /home nfs4 rw,relatime,vers=4.2,hard 0 0
 """
 
 
-def test_network_filesystems_warn_that_flock_may_not_exclude():
+MOUNTS_MORE = MOUNTS + """\
+mds@tcp:/old /old lustre rw 0 0
+fs1:/export/nl /nl nfs4 rw,local_lock=flock 0 0
+root@login:/data /sshfs fuse.sshfs rw,nosuid 0 0
+vm:/gv /gluster fuse.glusterfs rw,allow_other 0 0
+"""
+
+
+def test_lock_mode_against_what_each_filesystem_does_with_flock():
     assert mount_of(Path("/home/alice/runs"), MOUNTS) == ("/home", "nfs4", "rw,relatime,vers=4.2,hard")
     assert mount_of(Path("/homework"), MOUNTS)[1] == "ext4"  # a prefix of the name is not a parent folder
     assert mount_of(Path("/mnt/my disk/runs"), MOUNTS)[1] == "xfs"
-    nfs = filesystem_check(Path("/home/alice/runs"), MOUNTS, "flock")
-    assert nfs.status == WARN and "flock may not exclude across nfs4 clients" in nfs.detail
-    assert "lock_mode: soft" in nfs.fix
-    assert filesystem_check(Path("/home/alice/runs"), MOUNTS, "soft").status == OK
-    lustre = filesystem_check(Path("/scratch/runs"), MOUNTS, "flock")
-    assert lustre.status == WARN and "localflock: flock excludes only within one node" in lustre.detail
-    assert filesystem_check(Path("/data/runs"), MOUNTS, "flock").status == OK
+    check = lambda path, mode: filesystem_check(Path(path), MOUNTS_MORE, mode)  # noqa: E731
+    # NFS without local_lock sends flock to the server: flock is fine; GlusterFS was measured coherent
+    assert check("/home/alice/runs", "flock").status == OK and check("/gluster/runs", "flock").status == OK
+    assert "-> flock" in check("/gluster/runs", "auto").detail
+    # flock that only excludes within a node: a WARN, and auto picks soft
+    for path, why in (("/scratch/runs", "localflock: flock excludes only within one node"),
+                      ("/nl/runs", "local_lock"), ("/sshfs/runs", "flock does not exclude across mounts")):
+        warn = check(path, "flock")
+        assert warn.status == WARN and why in warn.detail and "lock_mode: soft" in warn.fix, warn.line()
+        assert check(path, "auto").status == OK and "-> soft" in check(path, "auto").detail
+        assert check(path, "soft").status == OK
+    # Lustre without flock refuses flock: lock_mode flock there is a FAIL, never a silent fallback
+    fail = check("/old/runs", "flock")
+    assert fail.status == FAIL and "flock is refused" in fail.detail and "lock_mode: auto" in fail.fix
+    assert check("/old/runs", "auto").status == OK and check("/data/runs", "flock").status == OK

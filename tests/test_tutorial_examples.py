@@ -13,6 +13,7 @@ from pipe_rules.inputs.staging import stage_run
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.records_io import load_records
+from pipe_rules.store.runrecord import run_exists
 
 TUTORIAL = REPO / "examples" / "tutorial"
 FILES = sorted(TUTORIAL.glob("*.yaml"))
@@ -47,7 +48,7 @@ def test_tutorial_config_validates_and_stages(path, tmp_path, monkeypatch):
         owners = {task_id.rsplit(f"_{run.family}_", 1)[0] for task_id in task_ids}
         assert owners == {s.label for s in campaign.species} and len(task_ids) >= 2
     assert report.new_tasks == len(task_ids)
-    assert (tmp_path / "runs" / "tutorial" / run.name / "run.json").is_file()
+    assert run_exists(RunLayout(tmp_path / "runs" / "tutorial" / run.name))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

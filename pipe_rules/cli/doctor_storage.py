@@ -6,14 +6,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import tempfile
 from pathlib import Path
 
 from pipe_rules.cli.doctor_scheduler import FAIL, OK, WARN, Check
 from pipe_rules.inputs.campaign import Campaign
+from pipe_rules.store.filesystem import COHERENT, choose_lock_mode, flock_across_clients, mount_of
 
-NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph", "fuse.glusterfs")
 WARN_FREE_BYTES, FAIL_FREE_BYTES = 1 << 30, 50 << 20
 WARN_FREE_INODES = 100_000  # a task folder costs about six inodes
 
@@ -45,37 +44,22 @@ def check_run_folder(campaign: Campaign, cwd: Path) -> list[Check]:
     return checks
 
 
-def mount_of(path: Path, mounts_text: str) -> tuple[str, str, str]:
-    """(mount point, filesystem type, options) of the mount holding `path`, from /proc/mounts text."""
-    best = ("/", "unknown", "")
-    target = os.path.realpath(path)
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])  # \040 is a space
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best[0]):
-            best = (point, fields[2], fields[3])
-    return best
-
-
 def filesystem_check(path: Path, mounts_text: str, lock_mode: str) -> Check:
+    """The lock mode against what the filesystem does with flock across its clients (store/filesystem.py).
+    FAIL where the configured mode is known not to work there; WARN where flock would not exclude
+    across nodes (task states stay correct, each write being a compare-and-set, but writers collide
+    and retry instead of waiting)."""
     point, fstype, options = mount_of(path, mounts_text)
+    coherence, why = flock_across_clients(fstype, options)
     where = f"{path} is on {fstype} (mounted at {point})"
-    if fstype not in NETWORK_FS:
-        return Check(OK, "filesystem", where)
-    if lock_mode == "soft":
-        return Check(OK, "filesystem", f"{where}; lock_mode soft (O_EXCL marker locks) suits it")
-    if fstype == "lustre":
-        flags = options.split(",")
-        how = ("mounted with flock (coherent across nodes, if the servers allow it)" if "flock" in flags else
-               "mounted with localflock: flock excludes only within one node" if "localflock" in flags else
-               "mounted without flock: flock is refused there and filelock falls back to soft locks")
-        return Check(WARN, "filesystem", f"{where}, {how}",
-                     "with workers on several nodes set lock_mode: soft in the campaign config")
-    return Check(WARN, "filesystem", f"{where}: flock may not exclude across {fstype} clients",
-                 "with workers on several nodes set lock_mode: soft in the campaign config (O_EXCL marker locks)")
+    mode, reason = choose_lock_mode(lock_mode, {"type": fstype, "flock": coherence, "why": why})
+    if mode is None:
+        return Check(FAIL, "filesystem", f"{where}: {reason}", "set lock_mode: auto (or soft) in the campaign config")
+    if mode == "flock" and coherence != COHERENT:
+        return Check(WARN, "filesystem", f"{where}: {why}; flock may not exclude across {fstype} clients",
+                     "with workers on several nodes set lock_mode: soft (or auto) in the campaign config")
+    return Check(OK, "filesystem", f"{where}; lock_mode {lock_mode}" + (f" -> {mode}" if lock_mode == "auto" else "")
+                 + f" ({why})")
 
 
 def _filesystem(path: Path, lock_mode: str) -> Check:
@@ -104,10 +88,10 @@ def _flock(fd: int, probe: str, lock_mode: str) -> Check:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        if lock_mode == "soft":
-            return Check(OK, "flock", f"refused here ({exc.strerror}); lock_mode soft does not need it")
-        return Check(WARN, "flock", f"refused here ({exc.strerror}): lock_mode flock falls back to soft locks",
-                     "set lock_mode: soft in the campaign config to say so explicitly")
+        if lock_mode != "flock":
+            return Check(OK, "flock", f"refused here ({exc.strerror}); lock_mode {lock_mode} will use soft locks")
+        return Check(FAIL, "flock", f"refused here ({exc.strerror}): with lock_mode flock every worker would stop",
+                     "set lock_mode: auto (or soft) in the campaign config")
     other = os.open(probe, os.O_RDWR)
     try:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -18,7 +18,7 @@ from pipe_rules.contracts.models import FileModel, checked_as_given
 
 RESULT_SCHEMA_VERSION = 1
 _VERSIONED = ("pipe_rules", "numpy", "ase", "tblite", "rdkit", "pyscf", "geometric", "cclib", "snakemake",
-              "threadpoolctl", "pydantic")
+              "threadpoolctl", "pydantic", "psutil")
 
 
 @lru_cache(maxsize=1)

@@ -29,6 +29,10 @@ class Terminated(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT (walltime, scancel): release the task, then exit."""
 
 
+class OwnershipInterrupted(BaseException):
+    """Raised in the main thread when the heartbeat found the running task taken away: stop the engine."""
+
+
 @dataclass
 class Outcome:
     state: TaskState
@@ -92,6 +96,8 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
     except Terminated as exc:
         state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", "terminated", str(exc)
         terminated = True
+    except OwnershipInterrupted as exc:  # finish() then finds the task gone and writes nothing
+        state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", "ownership_lost", str(exc)
     except MemoryError:
         state, fclass, reason, message = TaskState.FAILED_RETRYABLE, "transient", "out_of_memory", "MemoryError"
     except OSError as exc:  # disk full, lost mount...: the environment, not the input

@@ -10,13 +10,15 @@ import threading
 from pipe_rules.contracts.errors import OwnershipLost, StateError
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import Claim, renew_lease
+from pipe_rules.store.locks import LockTimeout
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, layout: RunLayout, lock_mode: str, lease_s: float, interval_s: float):
+    def __init__(self, layout: RunLayout, lock_mode: str, lease_s: float, interval_s: float, on_lost=None):
         self._layout, self._lock_mode, self._lease_s = layout, lock_mode, lease_s
+        self._on_lost = on_lost  # called with the claim when it was taken away (the worker stops its engine)
         self._interval = interval_s
         self._claim: Claim | None = None
         self._guard = threading.Lock()
@@ -44,7 +46,9 @@ class Heartbeat:
                     log.warning("%s", exc)
                     self.lost.set()
                     self._claim = None
-                except (StateError, OSError) as exc:  # a slow or flaky filesystem: try again next beat
+                    if self._on_lost is not None:
+                        self._on_lost(claim)
+                except (StateError, LockTimeout, OSError) as exc:  # a slow or flaky filesystem: try again next beat
                     log.warning("heartbeat for %s failed: %s", claim.task_id, exc)
 
     def __enter__(self) -> "Heartbeat":

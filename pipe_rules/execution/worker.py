@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -19,12 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipe_rules.contracts.errors import OwnershipLost, StateError
-from pipe_rules.execution.execute import Terminated, execute
+from pipe_rules.execution.execute import OwnershipInterrupted, Terminated, execute
 from pipe_rules.execution.heartbeat import Heartbeat
 from pipe_rules.store.claims import TaskPicker
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.ledger import record_attempt
 from pipe_rules.store.lifecycle import finish
+from pipe_rules.store.locks import LockTimeout, set_soft_lease
 from pipe_rules.store.reconcile import orphan_expired_inflight
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TaskState
@@ -55,11 +57,15 @@ class WorkerSummary:
 
 class _Signals:
     """Turn SIGTERM/SIGINT into `Terminated`, but only while the engine runs; otherwise just a flag,
-    so a signal can never cut a state or result write in half."""
+    so a signal can never cut a state or result write in half. SIGUSR1 comes from this worker's own
+    heartbeat thread when the running task was taken away (re-assigned after a stall, or cancelled):
+    it interrupts the engine the same way (`OwnershipInterrupted`), and the worker goes on."""
 
     def __init__(self) -> None:
         self.stop = False
         self.in_engine = False
+        self.running: str | None = None  # claim token of the task in the engine
+        self.lost: str | None = None  # claim token the heartbeat found taken away
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, _frame) -> None:
@@ -68,19 +74,36 @@ class _Signals:
             self.in_engine = False
             raise Terminated(f"received {signal.Signals(signum).name} (walltime or cancellation)")
 
+    def _lost(self, _signum, _frame) -> None:
+        if self.in_engine and self.lost is not None and self.lost == self.running:
+            self.in_engine = False
+            raise OwnershipInterrupted("the task was taken away from this worker (cancelled, or re-assigned "
+                                       "after its lease expired); engine stopped")
+
+    def ownership_lost(self, claim) -> None:
+        """Called by the heartbeat thread: interrupt the engine if it still runs `claim`."""
+        self.lost = claim.token
+        if self.running == claim.token:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
     @contextmanager
-    def engine_window(self):
+    def engine_window(self, claim=None):
         if self.stop:
             raise Terminated("stop requested before the engine started")
+        self.running = claim.token if claim is not None else None
+        if self.running is not None and self.lost == self.running:
+            raise OwnershipInterrupted("the task was taken away before its engine started")
         self.in_engine = True
         try:
             yield
         finally:
             self.in_engine = False
+            self.running = None
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
+        self._previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._lost)
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -95,6 +118,7 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
                max_tasks: int | None = None, linger: bool = True, install_signals: bool = True) -> WorkerSummary:
     layout = RunLayout(Path(run_dir).resolve())  # the engine runs with cwd = its attempt folder
     run = read_run(layout)
+    set_soft_lease(run.lock_lease_s)  # the run's own lock settings, never this node's defaults
     summary = WorkerSummary(worker_id or new_worker_id(shard), shard)
     picker = TaskPicker(layout, shard, run.lock_mode, summary.worker_id, run.lease_s)
     signals = _Signals()
@@ -102,7 +126,8 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
         signals.install()
     idle_since: float | None = None
     watch = _Watch()
-    heartbeat = Heartbeat(layout, run.lock_mode, run.lease_s, run.heartbeat_s)
+    heartbeat = Heartbeat(layout, run.lock_mode, run.lease_s, run.heartbeat_s,
+                          on_lost=signals.ownership_lost if install_signals else None)
     try:
         with heartbeat:
             while not signals.stop and (max_tasks is None or summary.completed + summary.failed < max_tasks):
@@ -119,13 +144,17 @@ def run_worker(run_dir: Path, shard: str | None = None, worker_id: str | None = 
                     break
                 if claim is None:
                     idle_since = idle_since or time.time()
-                    if not linger or not _linger_once(layout, run, idle_since, watch):
+                    if not linger:
                         break
-                    continue
+                    keep, claim = _linger_once(layout, run, idle_since, picker, watch)
+                    if not keep:
+                        break
+                    if claim is None:
+                        continue
                 idle_since = None
                 heartbeat.track(claim)
                 try:
-                    outcome = execute(layout, run.run_id, claim, shard, guard=signals.engine_window())
+                    outcome = execute(layout, run.run_id, claim, shard, guard=signals.engine_window(claim))
                 finally:
                     heartbeat.track(None)
                 if not _record_outcome(layout, run, claim, outcome, summary):
@@ -163,7 +192,7 @@ def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSumma
         summary.lost += 1
         log.warning("%s; its result stays in attempt %d for the record", exc, claim.attempt_index)
         return healthy
-    except (OSError, StateError) as exc:  # the state write failed too: the lease expiry re-queues it
+    except (OSError, StateError, LockTimeout) as exc:  # the state write failed too: the lease expiry re-queues it
         summary.errors.append(f"cannot record the end of {claim.task_id}: {exc}")
         log.error("%s", summary.errors[-1])
         return False
@@ -202,15 +231,24 @@ class _Watch:
         return [t for t in names if self.due[t] <= now]
 
 
-def _linger_once(layout: RunLayout, run, idle_since: float, watch: _Watch) -> bool:
-    """Wait a little while other workers hold tasks; re-queue expired ones. False = time to exit."""
+def _linger_once(layout: RunLayout, run, idle_since: float, picker: TaskPicker, watch: _Watch):
+    """Wait a little while other workers hold tasks; re-queue expired ones, claim stranded ones.
+    Returns (keep lingering?, a claim to run or None)."""
     try:
         inflight = os.listdir(layout.inflight_dir)
     except FileNotFoundError:
         inflight = []
     if not inflight or time.time() - idle_since > run.linger_s:
-        return False
-    requeued = orphan_expired_inflight(layout, run, watch.expired(layout, run, inflight))
-    if not requeued:
+        return False, None
+    due = watch.expired(layout, run, inflight)
+    view = orphan_expired_inflight(layout, run, due)
+    for task_id in view.stranded:
+        claim = picker.claim_stranded(task_id)
+        if claim is not None:
+            return True, claim
+    held = view.running + len(inflight) - len(due)  # not due yet: leases that cannot have expired
+    if not view.requeued and not held and not view.stranded:
+        return False, None  # only stray tokens of ended tasks (a listing may also lag): nothing to wait for
+    if not view.requeued:
         time.sleep(min(run.heartbeat_s, 2.0))
-    return True
+    return True, None

@@ -7,6 +7,7 @@ Everything is on disk under one project folder, so a host that restarts re-attac
                          handle.json    RunHandle: launcher pid, its start time, command, log
                          launcher.log   snakemake's output, appended at every launch
                          launcher.exit  snakemake's exit status, once it has exited (not if killed)
+                         launcher.lease touched every LAUNCHER_BEAT_S by the launcher while it lives
                          launch.lock    held while launching, so two hosts start one launcher
                          runs/<campaign>/<run name>/   the run folder (state on disk is the truth)
 
@@ -14,6 +15,11 @@ The launcher is `snakemake --profile ...` as a detached subprocess in its own se
 read by the snakemake command only; see DESIGN.md), started in the run's own folder so each run has
 its own `.snakemake` metadata and lock. Launching a run whose launcher died resumes it: staging is
 idempotent and workers skip finished tasks.
+
+Across hosts: the handle records where the launcher runs (host, boot id, pid namespace) and when
+its process started. On that host, liveness is asked through psutil (pid + start time: a recycled
+pid is not the launcher). From any other host a pid means nothing: there the launcher counts as
+alive while its lease file is fresh, so a second host never unlocks or relaunches a live run.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pipe_rules.contracts.errors import ConfigError, PipeRulesError
 from pipe_rules.contracts.ids import check_safe_id
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.host.launch import snakemake_command
-from pipe_rules.host.launcher import RunHandle, RunPoll, pid_alive, start_ticks
+from pipe_rules.host.launcher import LAUNCHER_BEAT_S, RunHandle, RunPoll, on_another_host, pid_alive
 from pipe_rules.host.planner import homogeneous_tasks
 from pipe_rules.host.run_results import RunResults, run_results
 from pipe_rules.inputs.arc_input import ArcSpecies, parse_arc_species
@@ -43,16 +49,19 @@ from pipe_rules.reporting.ingest import ingest
 from pipe_rules.reporting.status import run_status
 from pipe_rules.store.cancel import cancel_run
 from pipe_rules.store.fsio import atomic_write_json, atomic_write_text, read_json
+from pipe_rules.store.hostid import host_key, process_started
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.locks import locked
 from pipe_rules.store.records_io import load_records, read_summary, results_exist
-from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.runrecord import read_run, run_exists
 from pipe_rules.store.states import RunState
 
 # The launcher: a shell that runs snakemake and records its exit status. Its no-op trap keeps it
 # alive through SIGINT/SIGTERM until snakemake has stopped (a caught signal is reset in the child,
 # so snakemake still gets them), so "launcher alive" means "snakemake alive".
-_WRAPPER = 'trap : INT TERM; "$@"; echo $? > "$0"'
+# A background loop renews launcher.lease while the shell lives (it stops with it, even on SIGKILL).
+_WRAPPER = ('trap : INT TERM; lease=$1; shift; ( while kill -0 $$ 2>/dev/null; do touch "$lease"; '
+            f'sleep {{beat}}; done ) & beat=$!; "$@"; code=$?; kill $beat 2>/dev/null; echo $code > "$0"')
 
 
 class PipeAPI:
@@ -145,15 +154,17 @@ class PipeAPI:
         """Start snakemake on the run with `profile` and return at once. A run whose launcher died
         resumes: only missing work runs."""
         home = Path(self.handle(name).home)
-        with locked(home / "launch.lock", "flock"):  # two hosts launching at once start one launcher
+        with locked(home / "launch.lock", "soft"):  # two hosts launching at once start one launcher (O_EXCL
+            # excludes on every filesystem measured, flock not across sshfs clients)
             return self._launch(self.handle(name), profile, extra)
 
     def _launch(self, handle: RunHandle, profile: str | Path, extra: list[str] | None) -> RunHandle:
         if self.launcher_alive(handle):
-            raise PipeRulesError(f"run {handle.name!r} is running (launcher pid {handle.pid}): poll or cancel it",
+            where = f" on {handle.host.get('host')}" if on_another_host(handle) else ""
+            raise PipeRulesError(f"run {handle.name!r} is running (launcher pid {handle.pid}{where}): poll or cancel it",
                                  path=Path(handle.home) / "handle.json")
         layout = RunLayout(Path(handle.run_dir))
-        if layout.run_json.exists() and read_run(layout).state is RunState.CANCELLED:
+        if run_exists(layout) and read_run(layout).state is RunState.CANCELLED:
             raise PipeRulesError(f"run {handle.name!r} was cancelled; create a new run to compute it again",
                                  path=layout.run_json)
         check_campaign(load_campaign(handle.config))  # fail fast with one line, before snakemake starts
@@ -169,16 +180,22 @@ class PipeAPI:
             command = snakemake_command(Path(handle.config), profile, extra)
             log.write(f"pipe_rules.api: launch {handle.launches + 1} at {time.ctime()}: {' '.join(command)}\n")
             log.flush()
-            proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, str(exit_file), *command], cwd=home,
+            lease = home / "launcher.lease"
+            lease.touch()
+            proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER.format(beat=LAUNCHER_BEAT_S), str(exit_file),
+                                     str(lease), *command], cwd=home,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self._launched[handle.name] = proc
-        handle = replace(handle, pid=proc.pid, start_ticks=start_ticks(proc.pid), command=tuple(command),
+        handle = replace(handle, pid=proc.pid, start_ticks=None, started=process_started(proc.pid),
+                         host=host_key(), command=tuple(command),
                          profile=str(profile), launches=handle.launches + 1, launched_at=time.time())
         self._save(handle)
         return handle
 
     def launcher_alive(self, name: str | RunHandle) -> bool:
+        """On the launcher's host: its process (pid and start time) exists and is no zombie. Elsewhere:
+        its lease is fresh (or, for a handle without a lease, always: it may be alive)."""
         handle = self.handle(name)
         proc = self._launched.get(handle.name)
         if proc is not None and handle.pid is not None and proc.pid == handle.pid:
@@ -195,7 +212,7 @@ class PipeAPI:
         if not alive and exit_file.exists():
             text = exit_file.read_text().strip()
             code = int(text) if text.lstrip("-").isdigit() else None
-        if not layout.run_json.exists() or read_run(layout).state is RunState.CREATED:
+        if not run_exists(layout) or read_run(layout).state is RunState.CREATED:
             return RunPoll(handle.name, RunState.CREATED.value, {}, alive, code)  # staging not finished
         status = run_status(layout)
         return RunPoll(handle.name, status.run_state, status.counts, alive, code)
@@ -204,8 +221,9 @@ class PipeAPI:
         """Stop the launcher (SIGINT, then SIGTERM, then SIGKILL, each after `grace_s`), then cancel
         every unfinished task. Results already written stay. Returns the number of tasks cancelled."""
         handle = self.handle(name)
+        remote = on_another_host(handle)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if not self.launcher_alive(handle):
+            if remote or not self.launcher_alive(handle):  # another host's pid: cancelled tasks stop its workers
                 break
             try:
                 os.killpg(handle.pid, sig)  # the launcher leads its own group: its shard workers too
@@ -215,7 +233,7 @@ class PipeAPI:
             while self.launcher_alive(handle) and time.monotonic() < deadline:
                 time.sleep(0.1)
         layout = RunLayout(Path(handle.run_dir))
-        return cancel_run(layout, by="pipe_rules.api") if layout.run_json.exists() else 0
+        return cancel_run(layout, by="pipe_rules.api") if run_exists(layout) else 0
 
     def collect(self, name: str | RunHandle) -> RunResults:
         """The run's ingested records as typed results; only once every task ended and snakemake exited."""

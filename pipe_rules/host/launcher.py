@@ -1,6 +1,7 @@
 """The launcher of a run seen from a host: its handle (what handle.json stores) and its poll, and
-whether the launcher process still lives (a pid alone is not enough: pids are recycled, so its start
-time from /proc is compared too).
+whether the launcher process still lives. On the launcher's own host (host, boot id, pid namespace)
+a pid alone is not enough: pids are recycled, so its start time is compared too (psutil). From any
+other host a pid means nothing: there the launcher counts as alive while its lease file is fresh.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipe_rules.store import hostid
 from pipe_rules.store.states import TERMINAL_RUN_STATES
 
 HANDLE_SCHEMA_VERSION = 1
 TERMINAL = frozenset(s.value for s in TERMINAL_RUN_STATES)
+LAUNCHER_BEAT_S = 20  # the launcher touches launcher.lease this often while it lives
+LAUNCHER_LEASE_S = 4 * LAUNCHER_BEAT_S  # a lease not renewed this long: the launcher is gone
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,9 @@ class RunHandle:
     config: str
     run_dir: str
     pid: int | None = None  # the launcher (snakemake); its process group has the same id
-    start_ticks: int | None = None  # the pid's start time (/proc), so a recycled pid is not taken for it
+    start_ticks: int | None = None  # handles written before `started`: the pid's start time in clock ticks
+    started: float | None = None  # the launcher's start time (psutil), so a recycled pid is not taken for it
+    host: dict[str, str] | None = None  # where the launcher runs: host, boot_id, pid_ns (store/hostid.py)
     command: tuple[str, ...] = ()
     profile: str | None = None
     log: str = ""
@@ -68,11 +74,24 @@ def reap(pid: int) -> None:
         pass
 
 
+def on_another_host(handle: RunHandle) -> bool:
+    return handle.host is not None and not hostid.same_host(handle.host)
+
+
 def pid_alive(handle: RunHandle) -> bool:
-    """The handle's launcher runs (not a zombie, not another process that got its pid)."""
+    """The handle's launcher runs (not a zombie, not another process that got its pid); from another
+    host: its lease is fresh (no lease yet: it may be alive, so alive)."""
     if handle.pid is None:
         return False
+    if on_another_host(handle):
+        try:
+            age = time.time() - (Path(handle.home) / "launcher.lease").stat().st_mtime
+        except FileNotFoundError:
+            return True  # cannot tell from here: never take a live launcher for dead
+        return age < LAUNCHER_LEASE_S
     reap(handle.pid)
+    if handle.started is not None:
+        return hostid.pid_alive(handle.pid, handle.started)
     try:
         stat = Path(f"/proc/{handle.pid}/stat").read_text()
     except FileNotFoundError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr, model_validator
 
 from pipe_rules.contracts.errors import ConfigError
 from pipe_rules.contracts.models import FileModel, parse
@@ -149,9 +149,15 @@ class CampaignFile(FileModel):
     campaign: Name = Field(description='Name of the campaign; its runs live in <run_root>/<campaign>/<run name>.')
     run_root: StrictStr = Field("runs", description=(
         'Folder for run folders, relative to where snakemake runs (or absolute).'))
-    lock_mode: Literal["flock", "soft"] = Field("flock", description=(
-        'flock: local disks, Lustre with flock (falls back to soft where flock is refused). soft: O_EXCL marker locks;'
-        ' use when workers on several NFS clients share a run.'))
+    lock_mode: Literal["auto", "flock", "soft"] = Field("auto", description=(
+        "How workers keep out of each other's way, decided once per run at staging and kept in run.json. auto: flock"
+        " where it excludes across clients (local disks, GlusterFS, GPFS, NFS without local_lock, Lustre with flock),"
+        " soft elsewhere (sshfs, Lustre localflock/noflock, unknown). flock: fcntl.flock (refused where the filesystem"
+        " refuses flock). soft: lease locks (O_EXCL files, broken when the holder is dead or silent for lock_lease_s)."
+        " Task states stay correct in every mode: each write is a compare-and-set."))
+    lock_lease_s: StrictFloat = Field(10.0, gt=0, description=(
+        "Soft locks: a holder that has not renewed its lock for this long (seen on the waiter's own clock) is taken"
+        " for dead and its lock broken; a dead holder on the waiter's own host is broken at once."))
     defaults: RunSettings = Field(None, description='Settings every run inherits unless it overrides them.')
     species: list[Species] = Field(None, description='Species given inline.')
     species_file: StrictStr = Field(None, description=(
@@ -187,6 +193,7 @@ class Campaign:
     runs: tuple[RunConfig, ...]
     source: Path | None = None
     reactions: tuple[Reaction, ...] = ()
+    lock_lease_s: float = 10.0
 
     def run(self, name: str) -> RunConfig:
         for run in self.runs:

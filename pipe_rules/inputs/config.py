@@ -68,6 +68,7 @@ def parse_campaign(data: Any, path: Path | None = None, base_dir: Path | None = 
         name=config.campaign,
         run_root=Path(config.run_root),
         lock_mode=config.lock_mode,
+        lock_lease_s=config.lock_lease_s,
         species=species,
         runs=tuple(_resolve_runs(data, path, set(labels), bool(reactions), base)),
         source=path,

@@ -24,14 +24,16 @@ from pipe_rules.inputs.builders import specs_from_records, specs_from_species
 from pipe_rules.inputs.campaign import Campaign, RunConfig
 from pipe_rules.inputs.spec_parts import check_species
 from pipe_rules.inputs.tasks_file import iter_tasks_file, specs_from_tasks_file
+from pipe_rules.store.filesystem import choose_lock_mode, describe
 from pipe_rules.store.fsio import touch_new, write_new_json
 from pipe_rules.store.layout import RunLayout, shard_name
+from pipe_rules.store.lifecycle import cancel, ensure_pending_token
 from pipe_rules.store.locks import locked
 from pipe_rules.store.manifest import Entry, iter_aliases, iter_entries, migrate_v1
 from pipe_rules.store.manifest_append import Known, ManifestWriter
 from pipe_rules.store.owner_index import id_array, load_owner_index
 from pipe_rules.store.records_io import read_owner_records
-from pipe_rules.store.runrecord import RUN_SCHEMA_VERSION, RunRecord, read_run, update_run
+from pipe_rules.store.runrecord import RUN_SCHEMA_VERSION, RunRecord, create_run, read_run, run_exists, update_run
 from pipe_rules.store.states import RunState
 from pipe_rules.store.task_files import load_spec
 from pipe_rules.store.taskstate import TaskStateRecord, read_state, write_initial_state
@@ -88,7 +90,7 @@ def check_campaign(campaign: Campaign, fresh: Collection[str] = ()) -> None:
             for _ in iter_tasks_file(run):  # every spec checked, none kept: a tasks file can hold 1,000,000
                 pass
         layout = RunLayout(campaign.run_dir(run.name))
-        if layout.run_json.exists():
+        if run_exists(layout):
             _check_key(read_run(layout), run, layout)
     if all(run.name in fresh for run in campaign.runs):
         return
@@ -189,11 +191,16 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
     skipped: list[str] = []
     source = spec_source(campaign, run, skipped)
     if layout.manifest_v1.exists():  # a run staged by schema 1: its manifest becomes two streams
-        with locked(layout.manifest_lock, campaign.lock_mode):
+        with locked(layout.manifest_lock, read_run(layout).lock_mode):
             migrate_v1(layout)
     known, merged, total, removed = _check(layout, source)  # refuse before writing anything
-    _open_run(campaign, run, layout)
-    writer = ManifestWriter(layout, campaign.lock_mode, known)
+    record = _open_run(campaign, run, layout)
+    if record.state is RunState.CANCELLED:  # refused before anything is written
+        raise StagingError("run was cancelled; nothing staged (give the campaign's run a new name to compute it "
+                           "again)", path=layout.run_json)
+    lock_mode = record.lock_mode  # decided once, when the run was created: never mixed
+    writer = ManifestWriter(layout, lock_mode, known)
+    ours: list[str] = []
     created = new = 0
     made: set = set()
     position = 0
@@ -211,18 +218,28 @@ def stage_run(campaign: Campaign, run_name: str) -> StageReport:
                                             run.max_attempts, made)
             new += 1
             created += made_state
+            if made_state:
+                ours.append(spec.task_id)
             writer.add(Entry(spec.task_id, shard, spec.fingerprint, spec.owner_key))
         writer.flush()
     n_tasks = writer.close()
 
     def staged(rec: RunRecord) -> None:
+        if rec.state is RunState.CANCELLED:
+            raise StagingError("run was cancelled while this stager wrote its tasks; they are cancelled too",
+                               path=layout.run_json)
         rec.n_tasks = n_tasks
         rec.shards = run.shards
         rec.schema_version = RUN_SCHEMA_VERSION
         if created or rec.state is RunState.CREATED:
             rec.move(RunState.STAGED, f"staged {created} new task(s)")
 
-    update_run(layout, campaign.lock_mode, staged)
+    try:
+        update_run(layout, lock_mode, staged)
+    except StagingError:  # `cancel` ran meanwhile and may have missed our new tasks
+        for task_id in ours:
+            cancel(layout, task_id, lock_mode, by="staging (run cancelled)")
+        raise
     if created:  # what `status` maps token names to owners with: built now, not on its first call
         load_owner_index(layout)
     return StageReport(layout.root, created, total - len(merged) - created, len(merged), tuple(skipped),
@@ -245,19 +262,28 @@ def _removed(layout: RunLayout, known: Known, current: np.ndarray) -> tuple[int,
 
 def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecord:
     """Create run.json, or check that the existing run has the same homogeneity key."""
-    if layout.run_json.exists():
+    if run_exists(layout):
         record = read_run(layout)
+        if campaign.lock_mode != "auto" and record.lock_mode != campaign.lock_mode:
+            raise StagingError(f"run was staged with lock_mode {record.lock_mode!r}, the config now says "
+                               f"{campaign.lock_mode!r}; one run uses one lock mode: set it back or give the run a "
+                               "new name", path=layout.run_json)
         _check_key(record, run, layout)
         return record
     for sub in (layout.tasks_dir, layout.pending_dir, layout.inflight_dir, layout.shards_dir,
                 layout.results_dir, layout.logs_dir, layout.root / "locks"):
         sub.mkdir(parents=True, exist_ok=True)
+    fs = describe(layout.root)
+    mode, why = choose_lock_mode(campaign.lock_mode, fs)
+    if mode is None:
+        raise ConfigError(why, path=campaign.source, field="lock_mode")
     record = RunRecord(
         run_id=f"{campaign.name}.{run.name}", campaign=campaign.name, name=run.name, key=run.homogeneity_key,
-        lock_mode=campaign.lock_mode, shards=run.shards, max_attempts=run.max_attempts, lease_s=run.lease_s,
+        lock_mode=mode, shards=run.shards, max_attempts=run.max_attempts, lease_s=run.lease_s,
         heartbeat_s=run.heartbeat_s, clock_skew_s=run.clock_skew_s, linger_s=run.linger_s,
+        lock_lease_s=campaign.lock_lease_s, filesystem={**fs, "lock_mode": why},
     )
-    if not write_new_json(layout.run_json, record.as_dict()):
+    if not create_run(layout, record):
         return read_run(layout)  # another stager won the race
     return record
 
@@ -284,10 +310,12 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
     if write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts)):
         touch_new(token)
         return shard, True
-    try:  # staged by another stager: list it under the shard its state and token use
-        return read_state(layout, spec.task_id).shard, False
+    try:  # staged before (by another stager, or by one killed before it made the token)
+        state = read_state(layout, spec.task_id)
     except StateError:  # corrupt: `pipe-rules reconcile` rebuilds it
         return shard, False
+    ensure_pending_token(layout, state)
+    return state.shard, False
 
 
 __all__ = ["StageReport", "stage_run", "build_specs", "check_campaign", "spec_source", "specs_from_tasks_file",

@@ -22,7 +22,7 @@ from pipe_rules.contracts.errors import PipeRulesError
 from pipe_rules.reporting.report_table import duration
 from pipe_rules.reporting.status import ProgressCounter, StatusReader, token_counts
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.runrecord import read_run, run_exists
 
 _FAILED = ("FAILED_ESS", "FAILED_TERMINAL", "CANCELLED")
 _RUNNING = ("CLAIMED", "RUNNING", "ORPHANED", "FAILED_RETRYABLE")
@@ -45,7 +45,7 @@ class RunProgress:
 def read_progress(name: str, layout: RunLayout, counter: ProgressCounter | None = None) -> RunProgress | None:
     """None while the run is not staged yet, or while its tokens do not add up (staging). With a
     `counter` (kept between polls) the pending tokens are not listed (status.ProgressCounter)."""
-    if not layout.run_json.exists():
+    if not run_exists(layout):
         return None
     try:
         n_tasks = read_run(layout).n_tasks

@@ -12,15 +12,17 @@ guard: two workers can never both own a task, even if an NFS retry makes a renam
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections import deque
 from typing import Iterator
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.store.fsio import remove_if_present, touch_new
+from pipe_rules.store.fsio import remove_if_present, vanished
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import Claim, claim_and_start
+from pipe_rules.store.locks import LockTimeout
 
 RECHECK_S = 2.0
 
@@ -91,6 +93,7 @@ class TaskPicker:
 
     def _claim_from(self, shards: list[str]) -> Claim | None:
         for shard in shards:
+            busy = False
             for task_id in self._candidates(shard):
                 token = self.layout.pending_token(shard, task_id)
                 if not _take(token, self.layout.inflight_token(task_id)):
@@ -98,17 +101,34 @@ class TaskPicker:
                 try:
                     claim = claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s,
                                             inflight_placed=True)
+                except LockTimeout:  # busy, not corrupt: still PENDING, hand the token back, try elsewhere
+                    _take(self.layout.inflight_token(task_id), token)
+                    self._cache.pop(shard, None)
+                    self._buckets.pop(shard, None)
+                    busy = True
+                    break
                 except OSError:
-                    touch_new(token)  # still PENDING: put it back for another worker, then report
-                    remove_if_present(self.layout.inflight_token(task_id))
+                    _take(self.layout.inflight_token(task_id), token)  # still PENDING: back for another worker
                     raise
                 except StateError:  # unreadable state: leave the token out until `reconcile` repairs it
                     remove_if_present(self.layout.inflight_token(task_id))
                     raise
                 if claim is not None:
                     return claim
-            self._empty_at[shard] = time.monotonic()
+            if not busy:
+                self._empty_at[shard] = time.monotonic()
         return None
+
+
+    def claim_stranded(self, task_id: str) -> Claim | None:
+        """Claim a PENDING task whose token sits in queue/inflight/: its claimer died between moving
+        the token and committing the claim (or a requeuer between its commit and the token move).
+        Racing a claimer that is still alive is harmless: the compare-and-set picks one of us."""
+        try:
+            return claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s,
+                                   inflight_placed=True)
+        except LockTimeout:
+            return None
 
 
 def _take(token, inflight) -> bool:
@@ -116,8 +136,10 @@ def _take(token, inflight) -> bool:
     try:
         os.rename(token, inflight)
         return True
-    except FileNotFoundError:
-        if inflight.parent.is_dir():
+    except OSError as exc:
+        if not vanished(exc):
+            raise
+        if exc.errno == errno.ESTALE or inflight.parent.is_dir():
             return False
     inflight.parent.mkdir(parents=True, exist_ok=True)  # queue/inflight/ removed by hand: make it again
     return _take(token, inflight)

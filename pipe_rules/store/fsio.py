@@ -7,6 +7,7 @@ half of one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from pipe_rules.contracts.errors import StateError
+from pipe_rules.store.hostid import pid_alive
 
 _HOST = socket.gethostname()
 
@@ -96,6 +98,18 @@ def atomic_write_json(path: Path, data: Any, fsync: bool = False, pretty: bool =
         raise
 
 
+def vanished(exc: OSError) -> bool:
+    """The name is gone: ENOENT, or ESTALE when another client removed the file behind this client's
+    cached name (seen on GlusterFS in the storms; NFS does the same)."""
+    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ESTALE
+
+
+def taken_by_other(exc: OSError, path: Path) -> bool:
+    """An exclusive create (O_EXCL, link) refused because the name exists. sshfs reports a race lost
+    at the server (the kernel thought the name free) as EPERM, not EEXIST (seen in the storms)."""
+    return isinstance(exc, FileExistsError) or (exc.errno == errno.EPERM and os.path.lexists(path))
+
+
 def write_new_json(path: Path, data: Any) -> bool:
     """Create `path` only if it does not exist yet; return True if this call created it.
 
@@ -107,8 +121,10 @@ def write_new_json(path: Path, data: Any) -> bool:
         _write_file(tmp, compact_json(data))
         os.link(tmp, path)
         return True
-    except FileExistsError:
-        return False
+    except OSError as exc:
+        if taken_by_other(exc, path):
+            return False
+        raise
     finally:
         try:
             os.unlink(tmp)
@@ -128,6 +144,15 @@ def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
         raise StateError(f"{what} is corrupt (not UTF-8 text at byte {exc.start}){repair_hint}", path=path) from None
     except OSError as exc:
         raise StateError(f"cannot read {what}: {exc.strerror}", path=path) from None
+    return parse_json(text, path, what, repair_hint)
+
+
+def parse_json(text: str | bytes, path: Path, what: str, repair_hint: str = "") -> Any:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StateError(f"{what} is corrupt (not UTF-8 text at byte {exc.start}){repair_hint}", path=path) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -141,8 +166,10 @@ def touch_new(path: Path) -> bool:
     """Create an empty marker file; return False if it already existed."""
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
+    except OSError as exc:
+        if taken_by_other(exc, path):
+            return False
+        raise
     os.close(fd)
     return True
 
@@ -152,8 +179,10 @@ def remove_if_present(path: Path) -> bool:
     try:
         os.unlink(path)
         return True
-    except FileNotFoundError:
-        return False
+    except OSError as exc:
+        if vanished(exc):
+            return False
+        raise
 
 
 # Temp files of the writers above: `.<target>.<host>.<pid>.tmp` (atomic_write_text) and
@@ -163,16 +192,6 @@ def remove_if_present(path: Path) -> bool:
 _TEMP_NAME = re.compile(r"^\.(?P<target>[^/]+?\.(?:json|jsonl|tsv))\.(?P<host>[^/]+)\.(?P<pid>\d+)\.(?:tmp|new)$")
 DEAD_WRITER_GRACE_S = 10.0  # a temp file lives for milliseconds; give a dead writer's file this long anyway
 STALE_TEMP_AGE_S = 3600.0  # a temp file of another host (or a pid we cannot judge) is stale only this old
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def stale_temp_reason(path: Path, now: float) -> str | None:
@@ -190,7 +209,7 @@ def stale_temp_reason(path: Path, now: float) -> str | None:
         return None
     pid = int(match["pid"])
     mine = match["host"] == _HOST and pid != os.getpid()
-    if mine and age >= DEAD_WRITER_GRACE_S and not _pid_alive(pid):
+    if mine and age >= DEAD_WRITER_GRACE_S and not pid_alive(pid):
         return f"writer pid {pid} on this host is gone"
     if age >= STALE_TEMP_AGE_S:
         return f"{age / 3600:.1f} h old"

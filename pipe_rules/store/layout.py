@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pipe_rules.contracts.ids import check_safe_id
+from pipe_rules.store import versioned
 
 
 def bucket_of(task_id: str) -> str:
@@ -35,7 +36,8 @@ class RunLayout:
 
     @property
     def run_json(self) -> Path:
-        return self.root / "run.json"
+        """The current version of the run record (`run.<generation>.json`, see store/versioned.py)."""
+        return versioned.current_path(self.root, "run")
 
     @property
     def run_lock(self) -> Path:
@@ -74,7 +76,8 @@ class RunLayout:
         return self.task_dir(task_id) / "spec.json"
 
     def state(self, task_id: str) -> Path:
-        return self.task_dir(task_id) / "state.json"
+        """The current version of the task's state (`state.<generation>.json`, see store/versioned.py)."""
+        return versioned.current_path(self.task_dir(task_id), "state")
 
     def state_lock(self, task_id: str) -> Path:
         """One lock per bucket, not per task: creating a lock file per task cost as much as a

@@ -7,12 +7,14 @@ owner's state (ARC's check-then-write race).
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 import uuid
 from dataclasses import dataclass
 
 from pipe_rules.contracts.errors import InvalidTransition, OwnershipLost
-from pipe_rules.store.fsio import remove_if_present, touch_new
+from pipe_rules.store.fsio import remove_if_present, touch_new, vanished
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TASK_TRANSITIONS, TERMINAL_TASK_STATES, TaskState
 from pipe_rules.store.taskstate import NO_WRITE, TaskStateRecord, update_state
@@ -39,21 +41,60 @@ def _requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
                     failure_reason=f"retry budget of {record.max_attempts} attempts spent; last: {record.failure_reason}")
 
 
-def _touch(path) -> None:
+def _touch(path) -> bool:
     try:
-        touch_new(path)
+        return touch_new(path)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        touch_new(path)
+        return touch_new(path)
+
+
+def _move(src, dst) -> bool:
+    """Move a token; False if `src` is gone (another process moved it)."""
+    try:
+        os.rename(src, dst)
+        return True
+    except OSError as exc:
+        if not vanished(exc):
+            raise
+        if exc.errno == errno.ESTALE or not os.path.lexists(src):
+            return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(src, dst)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
+    """After this process committed `record`, move the task's in-flight token to where that state
+    wants it. Tokens are only ever moved (rename), never re-created beside an old one and then the
+    old one deleted: between those two steps another worker could take the new token, and the
+    deletion would then remove ITS in-flight token (a live task gone from `status` and from the
+    lingering workers' watch). A move leaves the task exactly one token at every instant; a token
+    that ends up in the wrong place still leads some worker to the task, which puts it right."""
+    inflight = layout.inflight_token(record.task_id)
     if record.status is S.PENDING:
-        _touch(layout.pending_token(record.shard, record.task_id))
-    if record.status not in IN_FLIGHT_TASK_STATES:
-        remove_if_present(layout.inflight_token(record.task_id))
-    if record.status in ENDED_STATES:
-        _touch(layout.ended_token(record.status.value, record.task_id))
+        if not _move(inflight, layout.pending_token(record.shard, record.task_id)):
+            ensure_pending_token(layout, record)
+    elif record.status in ENDED_STATES:
+        if not _move(inflight, layout.ended_token(record.status.value, record.task_id)):
+            _touch(layout.ended_token(record.status.value, record.task_id))
+    elif record.status is S.COMPLETED:
+        remove_if_present(inflight)  # terminal: nobody needs a token of it ever again
+
+
+def ensure_pending_token(layout: RunLayout, record: TaskStateRecord) -> bool:
+    """A PENDING task with neither a pending nor an in-flight token (its stager or requeuer was killed
+    before it made one) gets a pending token. Only creates (O_EXCL), never removes: at worst a task
+    gets a second token, which the next claim folds into its one in-flight token."""
+    if record.status is not S.PENDING:
+        return False
+    pending = layout.pending_token(record.shard, record.task_id)
+    if os.path.lexists(pending) or os.path.lexists(layout.inflight_token(record.task_id)):
+        return False
+    return _touch(pending)
 
 
 def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: str, lease_s: float,
@@ -77,8 +118,8 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
 
     record, claim = update_state(layout, task_id, lock_mode, change)
     if claim is NO_WRITE:
-        if record.status not in IN_FLIGHT_TASK_STATES:
-            remove_if_present(layout.inflight_token(task_id))
+        if record.status in TERMINAL_TASK_STATES:  # a stray token of an ended task; in flight: not ours to touch
+            repair_tokens(layout, record)
         return None
     return claim
 
@@ -123,17 +164,19 @@ def finish(layout: RunLayout, claim: Claim, lock_mode: str, outcome: TaskState,
 
 
 def orphan_if_expired(layout: RunLayout, task_id: str, lock_mode: str, now: float, skew_s: float,
-                      salvage: bool, by: str = "reconciler") -> TaskStateRecord | None:
+                      salvage, by: str = "reconciler") -> TaskStateRecord | None:
     """Reconciler: an in-flight task whose lease ran out is orphaned and re-queued.
 
-    `salvage` says the current attempt already left a valid COMPLETED result.json (the worker
-    died between writing it and the terminal state): then the task is completed, not re-run.
+    `salvage(attempt_index)` says that attempt already left a valid COMPLETED result.json (the
+    worker died between writing it and the terminal state): then the task is completed, not re-run.
+    It is asked inside the compare-and-set, about the attempt of the version being replaced, never
+    about an attempt read before (which may have been re-queued and re-claimed since).
     Returns the new record, or None when nothing changed.
     """
     def change(record: TaskStateRecord):
         if record.status not in IN_FLIGHT_TASK_STATES or record.lease_expires_at + skew_s > now:
             return NO_WRITE
-        if salvage and record.status is S.RUNNING:
+        if record.status is S.RUNNING and (salvage(record.attempt_index) if callable(salvage) else salvage):
             record.move(S.COMPLETED, by, ended_at=now, salvaged=True)
             record.clear_claim()
             return None
@@ -164,17 +207,37 @@ def cancel(layout: RunLayout, task_id: str, lock_mode: str, by: str = "user") ->
         return True
 
     record, outcome = update_state(layout, task_id, lock_mode, change)
-    if outcome is True:
-        remove_if_present(layout.pending_token(record.shard, task_id))
-        _restore_token(layout, record)
+    if outcome is True:  # CANCELLED is terminal: removing its tokens can never hide a live task
+        if not _move(layout.pending_token(record.shard, task_id), layout.ended_token(S.CANCELLED.value, task_id)):
+            _restore_token(layout, record)
+        remove_if_present(layout.inflight_token(task_id))
         return True
     return False
 
 
-def repair_tokens(layout: RunLayout, record: TaskStateRecord) -> None:
-    """Make the queue tokens agree with the state (after a crash between the two writes)."""
-    _restore_token(layout, record)
+def requeue_stranded(layout: RunLayout, record: TaskStateRecord) -> bool:
+    """A PENDING task with an in-flight token (its claimer died before committing) gets its token
+    moved back to its shard. A move, so if that claimer is alive after all and commits, its task
+    keeps one token (now pending), which the next claim turns back into an in-flight one."""
     if record.status is not S.PENDING:
-        remove_if_present(layout.pending_token(record.shard, record.task_id))
-    for state in ENDED_STATES - {record.status}:
-        remove_if_present(layout.ended_token(state.value, record.task_id))
+        return False
+    return _move(layout.inflight_token(record.task_id), layout.pending_token(record.shard, record.task_id))
+
+
+def repair_tokens(layout: RunLayout, record: TaskStateRecord) -> None:
+    """Make the queue tokens agree with a state read without the lock (reconcile, while workers may
+    be live). Only what cannot race is done: a terminal state never changes again, so its stray
+    tokens are removed and its marker made; a state that can still change only gets a token it
+    lacks, never loses one (the read may already be out of date)."""
+    task_id = record.task_id
+    if record.status in TERMINAL_TASK_STATES:
+        remove_if_present(layout.pending_token(record.shard, task_id))
+        remove_if_present(layout.inflight_token(task_id))
+        for state in ENDED_STATES - {record.status}:
+            remove_if_present(layout.ended_token(state.value, task_id))
+        if record.status in ENDED_STATES:
+            _touch(layout.ended_token(record.status.value, task_id))
+    elif record.status is S.PENDING:
+        ensure_pending_token(layout, record)
+    elif record.status in IN_FLIGHT_TASK_STATES and not os.path.lexists(layout.inflight_token(task_id)):
+        _touch(layout.inflight_token(task_id))

@@ -15,19 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.store.fsio import atomic_write_json, read_json, remove_if_present, stale_temp_reason
+from pipe_rules.store.fsio import read_json, remove_if_present, stale_temp_reason
+from pipe_rules.store import versioned
 from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens, requeue_stranded
+from pipe_rules.store.locks import LockTimeout, set_soft_lease
 from pipe_rules.store.manifest import shard_of
-from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens
 from pipe_rules.store.runrecord import RunRecord, read_run, update_run
 from pipe_rules.store.states import (
     IN_FLIGHT_TASK_STATES,
     TERMINAL_RUN_STATES,
+    TERMINAL_TASK_STATES,
     RunState,
     TaskState,
     run_state_from_counts,
 )
-from pipe_rules.store.taskstate import TaskStateRecord, read_state
+from pipe_rules.store.taskstate import TaskStateRecord, read_state, write_rebuilt_state
 
 
 @dataclass
@@ -53,21 +56,38 @@ def _expire(layout: RunLayout, run: RunRecord, task_id: str, now: float) -> Task
     state = read_state(layout, task_id)
     if state.status not in IN_FLIGHT_TASK_STATES or state.lease_expires_at + run.clock_skew_s > now:
         return None
-    salvage = _has_completed_result(layout, task_id, state.attempt_index)
-    return orphan_if_expired(layout, task_id, run.lock_mode, now, run.clock_skew_s, salvage)
+    return orphan_if_expired(layout, task_id, run.lock_mode, now, run.clock_skew_s,
+                             lambda attempt: _has_completed_result(layout, task_id, attempt))
 
 
-def orphan_expired_inflight(layout: RunLayout, run: RunRecord, inflight: list[str]) -> int:
-    """Re-queue in-flight tasks whose lease expired; return how many changed."""
-    changed = 0
+@dataclass
+class InflightView:
+    """What a lingering worker learns from the in-flight tokens (read by name, not from a listing)."""
+    requeued: int = 0  # leases that expired: re-queued (or salvaged) now
+    running: int = 0  # held by live workers: worth waiting for
+    stranded: list[str] = field(default_factory=list)  # PENDING with an in-flight token: claim them
+
+
+def orphan_expired_inflight(layout: RunLayout, run: RunRecord, inflight: list[str]) -> InflightView:
+    """Re-queue in-flight tasks whose lease expired, drop stray tokens of ended tasks, and say which
+    tasks are still held and which are PENDING behind an in-flight token."""
+    view = InflightView()
     now = time.time()
     for task_id in inflight:
         try:
-            if _expire(layout, run, task_id, now) is not None:
-                changed += 1
-        except StateError:
+            changed = _expire(layout, run, task_id, now)
+            state = changed or read_state(layout, task_id)
+        except (StateError, LockTimeout, ValueError):
             continue  # reported by the full reconcile
-    return changed
+        if changed is not None:
+            view.requeued += 1
+        elif state.status in IN_FLIGHT_TASK_STATES:
+            view.running += 1
+        elif state.status is TaskState.PENDING:
+            view.stranded.append(task_id)
+        elif state.status in TERMINAL_TASK_STATES:
+            repair_tokens(layout, state)  # ended: its token is stray, and nothing can revive the task
+    return view
 
 
 def _result_outcome(layout: RunLayout, task_id: str, attempt: int) -> str | None:
@@ -78,15 +98,16 @@ def _result_outcome(layout: RunLayout, task_id: str, attempt: int) -> str | None
 
 
 def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) -> TaskStateRecord:
-    """Replace a corrupt state.json from what is still on disk, never re-opening an ended task:
+    """Replace a corrupt state from what is still on disk, never re-opening an ended task:
     a COMPLETED result of any attempt wins, then a CANCELLED/FAILED_* marker, then the newest
-    attempt's own terminal outcome (FAILED_ESS, FAILED_TERMINAL); otherwise the task is PENDING
-    at the next attempt."""
+    attempt's own terminal outcome (FAILED_ESS, FAILED_TERMINAL); otherwise the task is PENDING at
+    the attempt after the newest folder (a worker may still be in that folder: the new attempt
+    must not share it), or FAILED_TERMINAL if that attempt would exceed the budget."""
     attempts_dir = layout.task_dir(task_id) / "attempts"
     attempts = sorted((int(p) for p in os.listdir(attempts_dir) if p.isdigit()), reverse=True) \
         if attempts_dir.is_dir() else []
     record = TaskStateRecord(task_id=task_id, shard=shard, max_attempts=run.max_attempts)
-    record.attempt_index = min(attempts[0] if attempts else 0, run.max_attempts - 1)
+    record.attempt_index = attempts[0] if attempts else 0
     now = time.time()
     ended = [s for s in ENDED_STATES if layout.ended_token(s.value, task_id).exists()]
     completed = next((a for a in attempts if _has_completed_result(layout, task_id, a)), None)
@@ -97,25 +118,35 @@ def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) 
         record.status = ended[0]
     elif newest in (TaskState.FAILED_ESS.value, TaskState.FAILED_TERMINAL.value):
         record.status = TaskState(newest)
+    elif attempts and attempts[0] + 1 >= run.max_attempts:
+        record.status = TaskState.FAILED_TERMINAL
     elif attempts:
-        record.attempt_index = min(attempts[0] + 1, run.max_attempts - 1)
+        record.attempt_index = attempts[0] + 1
     if record.status is not TaskState.PENDING:
         record.started_at = record.ended_at = now
         record.failure_reason = "state rebuilt by reconcile"
+        if record.status is TaskState.FAILED_TERMINAL and not ended and newest is None:
+            record.failure_reason = (f"state rebuilt by reconcile; retry budget of {run.max_attempts} attempts "
+                                     "spent")
     record.history.append({"from": "CORRUPT", "to": record.status.value, "at": now, "by": "reconcile",
                            "attempt": record.attempt_index})
-    atomic_write_json(layout.state(task_id), record.as_dict())
+    if not write_rebuilt_state(layout, record):  # someone wrote a new version meanwhile: it stands
+        return read_state(layout, task_id)
     return record
 
 
 def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False) -> ReconcileReport:
     run = read_run(layout)
+    set_soft_lease(run.lock_lease_s)
     counts: Counter[TaskState] = Counter()
     report = ReconcileReport(RunState.CREATED, {})
     now = time.time()
     for task_id in layout.iter_task_ids():
         try:
-            changed = _expire(layout, run, task_id, now)
+            try:
+                changed = _expire(layout, run, task_id, now)
+            except LockTimeout:  # busy, not corrupt: count it as it reads now, repair nothing
+                changed = None
             state = changed or read_state(layout, task_id)
             if changed is not None:
                 (report.salvaged if changed.salvaged else report.orphaned).append(task_id)
@@ -128,6 +159,10 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False)
             report.repaired.append(task_id)
         if repair:
             repair_tokens(layout, state)
+            if state.status is TaskState.PENDING:
+                requeue_stranded(layout, state)
+        if sweep_temps and state.status in TERMINAL_TASK_STATES:
+            versioned.prune(layout.task_dir(task_id), "state", versioned.generations(layout.task_dir(task_id), "state")[:-1])
         counts[state.status] += 1
     if repair:
         _drop_stale_inflight(layout)
@@ -139,6 +174,7 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False)
 
 
 _NO_TEMPS = ("queue", "locks", "costs")  # written by O_EXCL creates and appends only
+BROKEN_LOCK_AGE_S = 60.0  # set aside by a breaker that never got to unlink it (it blocks nothing)
 
 
 def sweep_stale_temps(layout: RunLayout, now: float) -> list[str]:
@@ -153,6 +189,17 @@ def sweep_stale_temps(layout: RunLayout, now: float) -> list[str]:
                 why = stale_temp_reason(path, now)
                 if why and remove_if_present(path):
                     removed.append(f"{path}: {why}")
+    try:  # a soft-lock breaker killed between its rename and its unlink leaves `.<lock>.broken.<id>`
+        broken = [e for e in os.scandir(layout.root / "locks") if e.name.startswith(".") and ".lock.broken." in e.name]
+    except FileNotFoundError:
+        broken = []
+    for entry in broken:
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        if age >= BROKEN_LOCK_AGE_S and remove_if_present(Path(entry.path)):
+            removed.append(f"{entry.path}: a broken soft lock set aside {age:.0f} s ago")
     return removed
 
 
@@ -163,10 +210,11 @@ def _drop_stale_inflight(layout: RunLayout) -> None:
         return
     for task_id in names:
         try:
-            if read_state(layout, task_id).status not in IN_FLIGHT_TASK_STATES:
-                remove_if_present(layout.inflight_token(task_id))
-        except StateError:
+            state = read_state(layout, task_id)
+        except (StateError, ValueError):
             continue
+        if state.status in TERMINAL_TASK_STATES:  # an ended task never needs it; any other may, any moment
+            repair_tokens(layout, state)
 
 
 def _update_run_state(layout: RunLayout, run: RunRecord, counts: Counter) -> RunState:

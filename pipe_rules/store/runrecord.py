@@ -1,7 +1,9 @@
 """run.json: what a run is (its homogeneity key and worker settings) and the state it is in.
 
 Workers read their settings from here, never from the node's environment or the live config, so
-a run keeps behaving as it was staged (ARC's scan resolution bug, F22).
+a run keeps behaving as it was staged (ARC's scan resolution bug, F22); that includes the lock
+mode, chosen once at staging for the filesystem the run lives on. Stored as versions
+`run.<generation>.json` (store/versioned.py), so updates from several nodes never lose one.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.store.fsio import atomic_write_json, read_json
+from pipe_rules.store import versioned
+from pipe_rules.store.fsio import parse_json
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.locks import locked
+from pipe_rules.store.locks import SOFT_LEASE_S, locked
 from pipe_rules.store.states import RunState, check_run_transition
 
 RUN_SCHEMA_VERSION = 1
@@ -33,6 +36,8 @@ class RunRecord:
     heartbeat_s: float
     clock_skew_s: float
     linger_s: float
+    lock_lease_s: float = SOFT_LEASE_S  # soft locks: a holder silent this long is taken for dead
+    filesystem: dict[str, Any] = field(default_factory=dict)  # what staging saw: type, mount options, why this mode
     state: RunState = RunState.CREATED
     n_tasks: int = 0
     created_at: float = field(default_factory=time.time)
@@ -62,9 +67,8 @@ class RunRecord:
         self.updated_at = time.time()
 
 
-def read_run(layout: RunLayout) -> RunRecord:
-    path = layout.run_json
-    data = read_json(path, "run metadata")
+def _parse(raw: bytes, path: Path) -> RunRecord:
+    data = parse_json(raw, path, "run metadata")
     if not isinstance(data, dict):
         raise StateError("run metadata is not a JSON object", path=path)
     known = {f.name for f in fields(RunRecord)}
@@ -81,18 +85,32 @@ def read_run(layout: RunLayout) -> RunRecord:
     return RunRecord(**data)
 
 
-def write_run(layout: RunLayout, record: RunRecord) -> None:
-    atomic_write_json(layout.run_json, record.as_dict(), pretty=True)
+def _missing(path: Path) -> StateError:
+    return StateError("run metadata is missing", path=path)
+
+
+def read_run(layout: RunLayout) -> RunRecord:
+    got = versioned.read_bytes(layout.root, "run")
+    if got is None:
+        raise _missing(layout.run_json)
+    return _parse(got[1], got[2])
+
+
+def create_run(layout: RunLayout, record: RunRecord) -> bool:
+    """Write the run's first version unless one exists (concurrent stagers); True if this call did."""
+    return versioned.create(layout.root, "run", record.as_dict(), pretty=True)
 
 
 def update_run(layout: RunLayout, lock_mode: str, change) -> RunRecord:
-    """Read-modify-write run.json under the run's lock."""
-    with locked(layout.run_lock, lock_mode):
-        record = read_run(layout)
-        change(record)
-        write_run(layout, record)
-        return record
+    """Read-modify-write the run record as one compare-and-set (under the run's lock)."""
+    record, _ = versioned.update(layout.root, "run", lambda: locked(layout.run_lock, lock_mode), _parse,
+                                 lambda rec: change(rec), pretty=True, missing=_missing)
+    return record
+
+
+def run_exists(layout: RunLayout) -> bool:
+    return versioned.current(layout.root, "run") is not None
 
 
 def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "run.json").is_file()
+    return run_exists(RunLayout(Path(path)))

@@ -1,4 +1,10 @@
-"""state.json of one task: the record, and the one locked read-check-write every change goes through."""
+"""The state of one task: the record, and the one read-check-write (a compare-and-set) every change goes through.
+
+Stored as versions `state.<generation>.json` in the task folder (store/versioned.py): readers never
+lock and see one whole version; a writer commits generation g+1 only if nobody else did, so the
+ownership check and the write that depends on it are one atomic step on every filesystem, whether
+or not the run's locks exclude across its clients.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.store.fsio import atomic_write_json, read_json, write_new_json
+from pipe_rules.store import versioned
+from pipe_rules.store.fsio import parse_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.locks import locked
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TaskState, check_task_transition
@@ -100,17 +107,41 @@ class TaskStateRecord:
 _FIELDS = fields(TaskStateRecord)
 
 
+def _parse(text: bytes, path: Path) -> TaskStateRecord:
+    return TaskStateRecord.from_dict(parse_json(text, path, "task state", REPAIR_HINT), path)
+
+
 def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:
-    """Lock-free read: writers replace the file atomically, so the content is always whole."""
-    path = layout.state(task_id)
-    return TaskStateRecord.from_dict(read_json(path, "task state", REPAIR_HINT), path)
+    """Lock-free read of the current version: each version is written once, so it is always whole."""
+    got = versioned.read_bytes(layout.task_dir(task_id), "state")
+    if got is None:
+        raise StateError("task state is missing", path=layout.state(task_id))
+    return _parse(got[1], got[2])
+
+
+def state_exists(layout: RunLayout, task_id: str) -> bool:
+    return versioned.current(layout.task_dir(task_id), "state") is not None
 
 
 def write_initial_state(layout: RunLayout, record: TaskStateRecord) -> bool:
-    """Create state.json only if no other process has (two stagers of one run race here): the loser
+    """Create the first version unless any exists (two stagers of one run race here): the loser
     never overwrites a state a worker may already have moved on. True if this call created it."""
     record.check_invariants()
-    return write_new_json(layout.state(record.task_id), record.as_dict())
+    return versioned.create(layout.task_dir(record.task_id), "state", record.as_dict())
+
+
+def write_rebuilt_state(layout: RunLayout, record: TaskStateRecord) -> bool:
+    """Replace an unreadable current version by `record` (reconcile's repair), as a new version:
+    False if someone else wrote a version meanwhile (then that one stands)."""
+    folder = layout.task_dir(record.task_id)
+    gen = versioned.current(folder, "state")
+    if gen is None:
+        return versioned.create(folder, "state", record.as_dict())
+    return versioned.commit(folder, "state", gen, record.as_dict())
+
+
+def _missing(path: Path) -> StateError:
+    return StateError("task state is missing", path=path)
 
 
 def update_state(
@@ -119,18 +150,20 @@ def update_state(
     lock_mode: str,
     change: Callable[[TaskStateRecord], Any],
 ) -> tuple[TaskStateRecord, Any]:
-    """Read, change and write state.json as ONE critical section under the task's lock.
+    """Read, change and write the task's state as ONE compare-and-set (under the bucket's lock).
 
     `change` mutates the record (through `move`) and may raise to abort: then nothing is written.
     It returns a value passed back to the caller; returning the sentinel `NO_WRITE` skips the write.
+    If another writer committed in between, `change` runs again on its version.
     """
-    with locked(layout.state_lock(task_id), lock_mode):
-        record = read_state(layout, task_id)
+    def checked(record: TaskStateRecord):
         outcome = change(record)
         if outcome is not NO_WRITE:
             record.check_invariants(layout.state(task_id))
-            atomic_write_json(layout.state(task_id), record.as_dict())
-        return record, outcome
+        return outcome
+
+    return versioned.update(layout.task_dir(task_id), "state", lambda: locked(layout.state_lock(task_id), lock_mode),
+                            _parse, checked, missing=_missing)
 
 
-NO_WRITE = object()
+NO_WRITE = versioned.NO_WRITE

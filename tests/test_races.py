@@ -1,0 +1,452 @@
+"""The races of issue 10, each made to happen at its exact step (an injected pause or a second actor
+run inside the first one's window), never by sleeping and hoping. Each test fails on the code
+before the fix (the docstring says how) and passes now."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import PYTHON, pipe_rules_cli, wait_until, write_config
+from pipe_rules.contracts.errors import OwnershipLost, StagingError
+from pipe_rules.inputs import staging
+from pipe_rules.inputs.config import load_campaign
+from pipe_rules.inputs.staging import stage_run
+from pipe_rules.reporting.status import run_status
+from pipe_rules.store import lifecycle, locks, reconcile as reconcile_mod, versioned
+from pipe_rules.store.cancel import cancel_run
+from pipe_rules.store.claims import TaskPicker
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import Claim, finish, release
+from pipe_rules.store.locks import LeaseLock, LockTimeout, LockUnsupported, locked
+from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.reconcile import reconcile
+from pipe_rules.store.runrecord import read_run
+from pipe_rules.store.states import TaskState as S
+from pipe_rules.store.taskstate import read_state
+
+SHARD = "shard-000"
+
+
+def _picker(layout: RunLayout, name: str, lease_s: float = 30.0) -> TaskPicker:
+    return TaskPicker(layout, SHARD, read_run(layout).lock_mode, name, lease_s)
+
+
+# -- 1. token restore order -------------------------------------------------------------------------
+
+def test_requeue_never_drops_the_inflight_token_of_the_next_claim(staged_run, monkeypatch):
+    """Worker A hands its task back; right after A's FIRST token operation, worker B claims the task.
+    Before: A created the pending token, B took it, then A deleted the in-flight token, which was
+    B's: the RUNNING task vanished from `status` (counted COMPLETED) and from the lingering workers'
+    watch. Now A moves its token (one rename): B's claim keeps its in-flight token."""
+    layout = staged_run(1, shards=1)
+    task_id = manifest_task_ids(layout)[0]
+    claim_a = _picker(layout, "A").next_claim()
+    picker_b = _picker(layout, "B")
+    seen: dict = {}
+
+    def after_first_token_op(fn):
+        def wrapped(*args):
+            out = fn(*args)
+            if "b" not in seen:
+                seen["b"] = picker_b.next_claim()  # B runs inside A's window
+            return out
+        return wrapped
+
+    for name in ("_move", "_touch", "remove_if_present"):
+        monkeypatch.setattr(lifecycle, name, after_first_token_op(getattr(lifecycle, name)))
+    release(layout, claim_a, read_run(layout).lock_mode, "walltime")
+    monkeypatch.undo()
+    assert seen["b"] is not None and seen["b"].attempt_index == 1, "B did not get the re-queued task"
+    assert read_state(layout, task_id).status is S.RUNNING
+    assert layout.inflight_token(task_id).exists(), "B's running task lost its in-flight token"
+    assert run_status(layout).counts[S.RUNNING.value] == 1 and run_status(layout).counts[S.COMPLETED.value] == 0
+
+
+def test_reconcile_while_a_claim_is_half_done_leaves_the_task_a_token(staged_run, monkeypatch):
+    """A reconciler reads a task as PENDING (lock-free) just before a worker's claim commits. Before,
+    it then removed the in-flight token of a task it believed not in flight. Now it only moves a
+    PENDING task's in-flight token back to its shard, so the task keeps exactly one token."""
+    layout = staged_run(1, shards=1)
+    task_id = manifest_task_ids(layout)[0]
+    picker = _picker(layout, "A")
+    real = lifecycle.update_state
+    reports = []
+
+    def reconcile_first(layout_, task, mode, change):
+        if not reports:
+            reports.append(reconcile(layout_))  # token already in inflight/, state still PENDING
+        return real(layout_, task, mode, change)
+
+    monkeypatch.setattr(lifecycle, "update_state", reconcile_first)
+    claim = picker.next_claim()
+    monkeypatch.undo()
+    assert claim is not None and read_state(layout, task_id).status is S.RUNNING
+    tokens = [layout.inflight_token(task_id).exists(), layout.pending_token(SHARD, task_id).exists()]
+    assert tokens.count(True) == 1, f"in-flight, pending token present: {tokens}"
+    # a token in the wrong place still leads a worker to the task, which folds it back in
+    assert _picker(layout, "B").next_claim() is None
+    assert layout.inflight_token(task_id).exists() and not layout.pending_token(SHARD, task_id).exists()
+
+
+# -- 2. a lock timeout is not a corrupt state ------------------------------------------------------------
+
+def test_lock_timeout_while_claiming_puts_the_token_back(staged_run, monkeypatch):
+    """A claim whose bucket lock is held by a stuck process times out. Before, the timeout was a
+    StateError: the claim treated the state as corrupt and dropped the token (task PENDING with no
+    token until a full reconcile). Now the token goes back and the task is claimed once the lock is free."""
+    layout = staged_run(1, shards=1)
+    task_id = manifest_task_ids(layout)[0]
+    monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
+    holder = os.open(layout.state_lock(task_id), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # a stuck holder: another open file description
+        assert _picker(layout, "A").next_claim() is None
+        assert layout.pending_token(SHARD, task_id).exists() and not layout.inflight_token(task_id).exists()
+        assert read_state(layout, task_id).status is S.PENDING
+    finally:
+        os.close(holder)
+    claim = _picker(layout, "A").next_claim()
+    assert claim is not None and claim.task_id == task_id
+
+
+def test_reconcile_never_rebuilds_a_state_whose_lock_timed_out(staged_run, monkeypatch):
+    layout = staged_run(1, shards=1)
+    task_id = manifest_task_ids(layout)[0]
+    assert _picker(layout, "A", lease_s=0.001).next_claim() is not None  # its lease expires at once
+    monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
+    holder = os.open(layout.state_lock(task_id), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        report = reconcile(layout)
+    finally:
+        os.close(holder)
+    assert report.repaired == [] and report.counts[S.RUNNING.value] == 1
+    assert [h["from"] for h in read_state(layout, task_id).history] == ["PENDING", "CLAIMED"]
+
+
+# -- 3. staging into a cancelled run; a stager killed between state and token -------------------------
+
+def test_staging_into_a_cancelled_run_writes_nothing(tmp_path):
+    config = write_config(tmp_path, 2)
+    campaign = load_campaign(config)
+    stage_run(campaign, "main")
+    layout = RunLayout(campaign.run_dir("main"))
+    cancel_run(layout)
+    data = yaml.safe_load(config.read_text())
+    data["species"].append({"label": "late", "xyz": "H 0 0 0\nH 0 0 0.9"})
+    config.write_text(yaml.safe_dump(data))
+    proc = pipe_rules_cli("stage", str(config))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and str(layout.run_json) in lines[0] and "cancelled" in lines[0]
+    assert not layout.task_dir("late_species_sp").exists()
+    assert not any(layout.pending_dir.rglob("late_species_sp"))
+
+
+def test_cancel_during_staging_cancels_the_new_tasks(tmp_path, monkeypatch):
+    """`cancel` runs while a stager writes its tasks (between its task files and its run update):
+    before, the new task stayed PENDING in a CANCELLED run and a worker computed it."""
+    config = write_config(tmp_path, 1)
+    campaign = load_campaign(config)
+    stage_run(campaign, "main")
+    layout = RunLayout(campaign.run_dir("main"))
+    data = yaml.safe_load(config.read_text())
+    data["species"].append({"label": "late", "xyz": "H 0 0 0\nH 0 0 0.9"})
+    config.write_text(yaml.safe_dump(data))
+    real = staging.add_to_manifest
+
+    def cancel_in_between(*args, **kwargs):
+        entries = real(*args, **kwargs)
+        cancel_run(layout)
+        return entries
+
+    monkeypatch.setattr(staging, "add_to_manifest", cancel_in_between)
+    with pytest.raises(StagingError, match="cancelled"):
+        stage_run(load_campaign(config), "main")
+    assert read_state(layout, "late_species_sp").status is S.CANCELLED
+    assert _picker(layout, "A").next_claim() is None
+
+
+def test_restaging_gives_back_the_token_a_killed_stager_never_made(tmp_path, monkeypatch):
+    config = write_config(tmp_path, 1, shards=1)
+    campaign = load_campaign(config)
+
+    def killed(_path):
+        raise KeyboardInterrupt("stager killed between state and token")
+
+    monkeypatch.setattr(staging, "touch_new", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stage_run(campaign, "main")
+    monkeypatch.undo()
+    layout = RunLayout(campaign.run_dir("main"))
+    task_id = "h2_0_species_sp"
+    assert read_state(layout, task_id).status is S.PENDING and not layout.pending_token(SHARD, task_id).exists()
+    stage_run(campaign, "main")
+    claim = _picker(layout, "A").next_claim()
+    assert claim is not None and claim.task_id == task_id
+
+
+# -- 4. a rebuilt state never reuses the last attempt ---------------------------------------------------------
+
+@pytest.mark.parametrize("folders,status,attempt", [((0,), S.PENDING, 1), ((0, 1), S.FAILED_TERMINAL, 1)])
+def test_rebuilt_state_takes_the_attempt_after_the_newest_folder(staged_run, folders, status, attempt):
+    """Before, the attempt was capped at max_attempts - 1: with attempts 0 and 1 on disk (budget 2) the
+    rebuilt task was PENDING at attempt 1 again, beside a worker that may still be in that folder,
+    one attempt over budget. Now it is FAILED_TERMINAL (budget spent)."""
+    layout = staged_run(1, shards=1, max_attempts=2)
+    task_id = manifest_task_ids(layout)[0]
+    for index in folders:
+        layout.attempt_dir(task_id, index).mkdir(parents=True)
+    layout.state(task_id).write_text('{"status": "RUNN')
+    report = reconcile(layout)
+    state = read_state(layout, task_id)
+    assert report.repaired == [task_id] and state.status is status and state.attempt_index == attempt
+    if status is S.FAILED_TERMINAL:
+        assert "retry budget of 2 attempts spent" in state.failure_reason
+
+
+# -- 6. salvage is decided inside the compare-and-set --------------------------------------------------------
+
+def test_salvage_is_judged_on_the_attempt_it_replaces(staged_run, monkeypatch):
+    """The reconciler sees attempt 0 expired with a COMPLETED result (salvage!). Before it commits, the
+    task is orphaned by another reconciler, re-claimed at attempt 1, and that claim expires too.
+    Before, the salvage judged on attempt 0 was applied to attempt 1: COMPLETED with no result.
+    Now it is judged on attempt 1: no result there, so the task is re-queued at attempt 2."""
+    layout = staged_run(1, shards=1, max_attempts=3)
+    task_id = manifest_task_ids(layout)[0]
+    mode = read_run(layout).lock_mode
+    claim = _picker(layout, "A", lease_s=0.001).next_claim()
+    layout.attempt_dir(task_id, 0).mkdir(parents=True)
+    layout.result(task_id, 0).write_text(json.dumps({"status": "COMPLETED"}))
+    real = reconcile_mod.orphan_if_expired
+    calls = []
+
+    def meanwhile(layout_, task, mode_, now, skew, salvage, by="reconciler"):
+        if not calls:
+            calls.append(real(layout_, task, mode_, now + 1, skew, False, by="an earlier reconciler"))
+            again = _picker(layout, "B", lease_s=0.001).next_claim()
+            assert again is not None and again.attempt_index == 1
+            now = read_state(layout, task).lease_expires_at + 1
+        return real(layout_, task, mode_, now, skew, salvage, by)
+
+    monkeypatch.setattr(reconcile_mod, "orphan_if_expired", meanwhile)
+    reconcile(layout)
+    state = read_state(layout, task_id)
+    assert not state.salvaged and state.status is S.PENDING and state.attempt_index == 2
+    with pytest.raises(OwnershipLost):
+        finish(layout, claim, mode, S.COMPLETED)
+
+
+# -- 7. flock never falls back to another file; the soft lock is a lease ------------------------------------
+
+def test_flock_refused_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    def refused(*_args):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(locks.fcntl, "flock", refused)
+    with pytest.raises(LockUnsupported, match="lock_mode flock"):
+        with locked(tmp_path / "x.lock", "flock"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.lock"]  # no `x.lock.soft` beside it
+
+
+def _dead_pid() -> tuple[int, float]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = locks.process_started(proc.pid)
+    proc.kill()
+    proc.wait()
+    return proc.pid, started
+
+
+def _plant(path, **holder) -> None:
+    path.write_text(json.dumps({**locks.HOST_KEY, "token": "t", "lease_s": 1000.0, "renewals": 0, **holder}))
+
+
+def test_soft_lock_of_a_dead_holder_on_this_host_is_broken_at_once(tmp_path):
+    """Same host, boot and pid namespace, pid gone: broken without waiting for its (huge) lease."""
+    pid, started = _dead_pid()
+    _plant(tmp_path / "b.lock", pid=pid, started=started)
+    lock = LeaseLock(tmp_path / "b.lock", timeout=30, lease_s=1000)
+    lock.acquire()
+    lock.release()
+
+
+def test_soft_lock_of_a_live_holder_is_never_broken_while_it_renews(tmp_path):
+    holder = LeaseLock(tmp_path / "b.lock", lease_s=1.0)
+    holder.acquire()
+    try:
+        waiter = LeaseLock(tmp_path / "b.lock", timeout=4.0, lease_s=1.0)
+        with pytest.raises(LockTimeout, match="held by"):
+            waiter.acquire()  # the holder's renewals keep changing the lock: never judged silent
+    finally:
+        holder.release()
+
+
+def test_soft_lock_of_a_silent_holder_on_another_host_is_broken_after_its_lease(tmp_path):
+    _plant(tmp_path / "b.lock", host="othernode", pid=1, lease_s=0.5)
+    lock = LeaseLock(tmp_path / "b.lock", timeout=30, lease_s=0.5)
+    lock.acquire()
+    assert json.loads((tmp_path / "b.lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (tmp_path / "b.lock").exists()
+
+
+def test_a_breaker_killed_mid_break_leaves_nothing_that_blocks(tmp_path, monkeypatch):
+    _plant(tmp_path / "b.lock", host="othernode", pid=1, lease_s=0.2)
+    real_unlink = os.unlink
+
+    def killed_after_the_rename(path, *args, **kwargs):
+        if ".broken." in str(path):
+            raise KeyboardInterrupt("breaker killed")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(locks.os, "unlink", killed_after_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        LeaseLock(tmp_path / "b.lock", timeout=30, lease_s=0.2).acquire()
+    monkeypatch.undo()
+    lock = LeaseLock(tmp_path / "b.lock", timeout=30, lease_s=1000)
+    lock.acquire()  # the name is free: taken at once, whatever the leftover's lease
+    lock.release()
+    assert [p.name for p in tmp_path.iterdir() if ".broken." in p.name]  # the leftover, which blocks nothing
+
+
+# A holder paused INSIDE its critical section (after its read, before its write), then SIGSTOPped:
+# its lease renewals stop too, as for a node that froze.
+_STALLED_HOLDER = """
+import sys, time
+from pathlib import Path
+from pipe_rules.contracts.errors import OwnershipLost
+from pipe_rules.store import lifecycle
+from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.lifecycle import Claim, finish
+from pipe_rules.store.locks import set_soft_lease
+from pipe_rules.store.states import TaskState
+root, reached, go, token = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+set_soft_lease(0.5)
+real_owned = lifecycle._owned
+def owned_then_pause(record, claim):
+    real_owned(record, claim)
+    if not reached.exists():
+        reached.touch()
+        while not go.exists():
+            time.sleep(0.01)
+lifecycle._owned = owned_then_pause
+claim = Claim("h2_0_species_sp", token, "stalled", 0)
+try:
+    finish(RunLayout(root), claim, "soft", TaskState.COMPLETED)
+    print("WROTE")
+except OwnershipLost:
+    print("LOST")
+"""
+
+
+def test_a_holder_stalled_past_its_lease_cannot_write_afterwards(tmp_path):
+    """Fencing: a soft-lock holder frozen between its read and its write loses its lock to a waiter
+    (lease expired), which cancels the task. When the holder wakes its write fails (the version it
+    read is no longer current), and on the new version it finds it owns nothing: CANCELLED stays."""
+    config = write_config(tmp_path, 1, shards=1)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "lock_mode": "soft", "lock_lease_s": 0.5}))
+    campaign = load_campaign(config)
+    stage_run(campaign, "main")
+    layout = RunLayout(campaign.run_dir("main"))
+    claim = _picker(layout, "A").next_claim()
+    reached, go = tmp_path / "reached", tmp_path / "go"
+    holder = subprocess.Popen([PYTHON, "-c", _STALLED_HOLDER, str(layout.root), str(reached), str(go), claim.token],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(reached.exists, what="holder inside its critical section")
+        holder.send_signal(signal.SIGSTOP)
+        locks.set_soft_lease(0.5)
+        assert lifecycle.cancel(layout, claim.task_id, "soft")  # waits out the silent lease, breaks, writes
+        go.touch()
+        holder.send_signal(signal.SIGCONT)
+        out, _ = holder.communicate(timeout=60)
+    finally:
+        locks.set_soft_lease(locks.SOFT_LEASE_S)
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    assert out.strip() == "LOST"
+    state = read_state(layout, claim.task_id)
+    assert state.status is S.CANCELLED and [h["to"] for h in state.history][-1] == "CANCELLED"
+
+
+# -- versions: a stale writer's commit is void ------------------------------------------------------------
+
+def test_a_writer_whose_version_was_superseded_and_pruned_commits_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(versioned, "KEEP_SUPERSEDED_S", 0.0)
+    assert versioned.create(tmp_path, "doc", {"v": 1})
+    for base in (1, 2, 3):
+        assert versioned.commit(tmp_path, "doc", base, {"v": base + 1})
+    assert not (tmp_path / "doc.2.json").exists()  # pruned: its name is free again
+    assert not versioned.commit(tmp_path, "doc", 1, {"v": "stale"})  # based on version 1
+    gen, raw, _ = versioned.read_bytes(tmp_path, "doc")
+    assert gen == 4 and json.loads(raw) == {"v": 4} and not (tmp_path / "doc.2.json").exists()
+
+
+# -- 5. a worker whose task was taken away stops its engine ----------------------------------------------------
+
+def test_a_cancelled_task_stops_its_engine_instead_of_running_on(tmp_path):
+    """The task (a 10-minute engine call) is cancelled while it runs. Before, `heartbeat.lost` was set
+    and never read: the worker computed on until the engine returned. Now the heartbeat interrupts the
+    engine as SIGTERM does, the worker records nothing over the CANCELLED state and goes on (exit 0)."""
+    config = write_config(tmp_path, 1, shards=1, heartbeat_s=0.2, options={"sleep_s": 600})
+    campaign = load_campaign(config)
+    stage_run(campaign, "main")
+    layout = RunLayout(campaign.run_dir("main"))
+    task_id = manifest_task_ids(layout)[0]
+    worker = subprocess.Popen([PYTHON, "-m", "pipe_rules", "work", str(layout.root), "--no-linger"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: read_state(layout, task_id).status is S.RUNNING, what="task running")
+        assert lifecycle.cancel(layout, task_id, read_run(layout).lock_mode)
+        out, _ = worker.communicate(timeout=120)  # not interrupted: 600 s
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, out
+    assert "1 lost ownership" in out, out
+    state = read_state(layout, task_id)
+    assert state.status is S.CANCELLED and [h["to"] for h in state.history][-1] == "CANCELLED"
+    result = json.loads(layout.result(task_id, 0).read_text())
+    assert result["failure_reason"] == "ownership_lost", result
+
+
+# -- 8. the API across hosts ---------------------------------------------------------------------------------------
+
+def test_another_host_never_takes_a_live_launcher_for_dead(tmp_path):
+    """Before, the handle had no host and liveness came from the local /proc: on a second host the
+    launcher's pid was simply absent, so that host unlocked and started a second snakemake. Now a
+    launcher of another host counts as alive while its lease is fresh, and only then as gone."""
+    from dataclasses import replace as dc_replace
+
+    from pipe_rules.contracts.errors import PipeRulesError
+    from pipe_rules.host.api import PipeAPI
+    from pipe_rules.host.launcher import LAUNCHER_LEASE_S
+
+    api = PipeAPI(tmp_path / "project")
+    handle = api.create_run("r", species=[{"label": "water", "xyz": "O 0 0 0.117\nH 0 0.757 -0.469\nH 0 -0.757 -0.469"}],
+                            family="species_sp", engine="noop")
+    elsewhere = {**locks.HOST_KEY, "host": "othernode", "pid_ns": "1"}
+    api._save(dc_replace(handle, pid=os.getpid() + 10_000_000, started=1.0, host=elsewhere, launches=1))
+    lease = tmp_path / "project" / "r" / "launcher.lease"
+    assert api.launcher_alive("r"), "no lease yet: a launcher on another host may be alive"
+    lease.touch()
+    assert api.launcher_alive("r") and not api.poll("r").needs_launch
+    with pytest.raises(PipeRulesError, match="is running .* on othernode"):
+        api.launch("r", profile="local")
+    assert not (tmp_path / "project" / "r" / "launcher.log").exists() or "--unlock" not in \
+        (tmp_path / "project" / "r" / "launcher.log").read_text()
+    old = lease.stat().st_mtime - LAUNCHER_LEASE_S - 1
+    os.utime(lease, (old, old))
+    assert not api.launcher_alive("r") and api.poll("r").needs_launch
