@@ -121,7 +121,7 @@ def test_lock_timeout_while_claiming_puts_the_token_back(staged_run, monkeypatch
 def test_reconcile_never_rebuilds_a_state_whose_lock_timed_out(staged_run, monkeypatch):
     layout = staged_run(1, shards=1)
     task_id = manifest_task_ids(layout)[0]
-    assert _picker(layout, "A", lease_s=0.001).next_claim() is not None  # its lease expires at once
+    assert _picker(layout, "A", lease_s=0.0).next_claim() is not None  # its lease expires at once
     monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
     holder = os.open(layout.state_lock(task_id), os.O_RDWR | os.O_CREAT)
     try:
@@ -161,14 +161,15 @@ def test_cancel_during_staging_cancels_the_new_tasks(tmp_path, monkeypatch):
     data = yaml.safe_load(config.read_text())
     data["species"].append({"label": "late", "xyz": "H 0 0 0\nH 0 0 0.9"})
     config.write_text(yaml.safe_dump(data))
-    real = staging.add_to_manifest
+    real = staging.update_run
+    calls = []
 
-    def cancel_in_between(*args, **kwargs):
-        entries = real(*args, **kwargs)
-        cancel_run(layout)
-        return entries
+    def cancel_in_between(*args, **kwargs):  # after the stager's task files, before its run update
+        if not calls:
+            calls.append(cancel_run(layout))
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(staging, "add_to_manifest", cancel_in_between)
+    monkeypatch.setattr(staging, "update_run", cancel_in_between)
     with pytest.raises(StagingError, match="cancelled"):
         stage_run(load_campaign(config), "main")
     assert read_state(layout, "late_species_sp").status is S.CANCELLED
@@ -223,7 +224,7 @@ def test_salvage_is_judged_on_the_attempt_it_replaces(staged_run, monkeypatch):
     layout = staged_run(1, shards=1, max_attempts=3)
     task_id = manifest_task_ids(layout)[0]
     mode = read_run(layout).lock_mode
-    claim = _picker(layout, "A", lease_s=0.001).next_claim()
+    claim = _picker(layout, "A", lease_s=0.0).next_claim()
     layout.attempt_dir(task_id, 0).mkdir(parents=True)
     layout.result(task_id, 0).write_text(json.dumps({"status": "COMPLETED"}))
     real = reconcile_mod.orphan_if_expired
@@ -232,13 +233,14 @@ def test_salvage_is_judged_on_the_attempt_it_replaces(staged_run, monkeypatch):
     def meanwhile(layout_, task, mode_, now, skew, salvage, by="reconciler"):
         if not calls:
             calls.append(real(layout_, task, mode_, now + 1, skew, False, by="an earlier reconciler"))
-            again = _picker(layout, "B", lease_s=0.001).next_claim()
+            again = _picker(layout, "B", lease_s=0.0).next_claim()
             assert again is not None and again.attempt_index == 1
             now = read_state(layout, task).lease_expires_at + 1
         return real(layout_, task, mode_, now, skew, salvage, by)
 
     monkeypatch.setattr(reconcile_mod, "orphan_if_expired", meanwhile)
-    reconcile(layout)
+    report = reconcile(layout)
+    assert calls, f"the reconciler never reached its commit: {report}"
     state = read_state(layout, task_id)
     assert not state.salvaged and state.status is S.PENDING and state.attempt_index == 2
     with pytest.raises(OwnershipLost):
