@@ -17,6 +17,7 @@ import yaml
 
 from conftest import PYTHON, pipe_rules_cli, wait_until, write_config
 from pipe_rules.contracts.errors import OwnershipLost, StagingError
+from pipe_rules.execution.worker import run_worker
 from pipe_rules.inputs import staging
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
@@ -131,6 +132,22 @@ def test_reconcile_never_rebuilds_a_state_whose_lock_timed_out(staged_run, monke
         os.close(holder)
     assert report.repaired == [] and report.counts[S.RUNNING.value] == 1
     assert [h["from"] for h in read_state(layout, task_id).history] == ["PENDING", "CLAIMED"]
+
+
+def test_a_lingering_worker_claims_a_task_stranded_behind_its_inflight_token(staged_run):
+    """A claimer died between moving a task's token into queue/inflight/ and committing its claim:
+    the task is PENDING with an in-flight token and no pending one, and only a lingering worker can
+    claim it. Before: the lingering worker's watch (issue 13: read each state once until its lease can
+    expire) set every task it read as not in flight to "look again later" and never handed it on, so
+    the stranded task counted as held until linger_s ran out and the worker exited without it
+    (1-6 tasks left PENDING per kill storm on both rigs)."""
+    layout = staged_run(2, shards=1, linger_s=3, heartbeat_s=0.2)
+    stranded, other = manifest_task_ids(layout)
+    os.rename(layout.pending_token(SHARD, stranded), layout.inflight_token(stranded))
+    summary = run_worker(layout.root, install_signals=False)
+    assert read_state(layout, stranded).status is S.COMPLETED, "the stranded task was left behind"
+    assert read_state(layout, other).status is S.COMPLETED and summary.completed == 2
+    assert not os.listdir(layout.inflight_dir)
 
 
 # -- 3. staging into a cancelled run; a stager killed between state and token -------------------------

@@ -208,7 +208,9 @@ def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSumma
 class _Watch:
     """Other workers' in-flight tasks and when each lease can expire at the earliest: a lingering
     worker reads each state once, then again only after that time (a heartbeat may have pushed it),
-    not every task every round (K in-flight tasks watched for many rounds were O(K^2) reads)."""
+    not every task every round (K in-flight tasks watched for many rounds were O(K^2) reads).
+    A task read as not in flight is handed on at once (PENDING behind its in-flight token: claim
+    it; ended: drop its stray token) and looked at again a heartbeat later if its token stays."""
 
     def __init__(self) -> None:
         self.due: dict[str, float] = {}
@@ -216,6 +218,7 @@ class _Watch:
     def expired(self, layout: RunLayout, run, names: list[str]) -> list[str]:
         now = time.time()
         self.due = {t: self.due[t] for t in names if t in self.due}
+        ready = set()
         for task_id in names:
             if self.due.get(task_id, 0.0) > now:
                 continue
@@ -227,8 +230,9 @@ class _Watch:
             if state.status in IN_FLIGHT_TASK_STATES and state.lease_expires_at is not None:
                 self.due[task_id] = state.lease_expires_at + run.clock_skew_s
             else:
-                self.due[task_id] = now + run.heartbeat_s  # its token goes soon
-        return [t for t in names if self.due[t] <= now]
+                self.due[task_id] = now + run.heartbeat_s
+                ready.add(task_id)
+        return [t for t in names if t in ready or self.due[t] <= now]
 
 
 def _linger_once(layout: RunLayout, run, idle_since: float, picker: TaskPicker, watch: _Watch):
