@@ -510,7 +510,7 @@ def test_corrupt_manifest_is_one_line_naming_it(finished, corruption, command):
 def test_repair_hint_in_corrupt_file_errors_works(finished, name):
     """An error that says "run 'pipe-rules reconcile' to repair it" is one reconcile actually repairs."""
     task_id = manifest_task_ids(finished)[0]
-    path = {"spec.json": finished.spec(task_id), "run.json": finished.run_json, "manifest.json": finished.manifest}[name]
+    path = {"spec.json": finished.spec(task_id), "run.json": finished.run_json, "manifest.tsv": finished.manifest}[name]
     _truncate(path)
     line = _one_line_error(pipe_rules_cli("ingest", str(finished.root)), path)
     if "pipe-rules reconcile" not in line:

@@ -24,6 +24,7 @@ from pipe_rules.inputs.staging import stage_run
 from pipe_rules.store.fsio import read_json
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.records_io import load_records
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.taskstate import read_state
 
@@ -92,6 +93,7 @@ import json, sys, time
 from pathlib import Path
 from pipe_rules.store.claims import TaskPicker
 from pipe_rules.store.layout import RunLayout
+from pipe_rules.store.records_io import load_records
 from pipe_rules.store.runrecord import read_run
 root, go, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 layout = RunLayout(root)
@@ -178,7 +180,7 @@ def _storm(rig_name, lock_mode, n_tasks, kills, seed, a, b, tmp_path):
             read_json(attempt, "task result")
     proc = pipe_rules_cli("ingest", str(layout.root))
     assert proc.returncode == 0, proc.stderr
-    records = read_json(layout.records, "records")
+    records = load_records(layout)
     assert records["task_counts"].get("COMPLETED") == n_tasks and not records["failed"], records["task_counts"]
     ingested = {c["task_id"] for o in records["owners"].values() for c in o.get("conformers", [])} | \
         {o.get("task_id") for o in records["owners"].values()}
