@@ -36,6 +36,10 @@ fi
 for c in glusterd gluster mount.glusterfs sshfs sshd ssh-keygen unshare; do
   command -v $c >/dev/null || { echo "start_sharedfs.sh: $c missing after installing the packages" >&2; exit 1; }
 done
+# a mount whose daemon died ("Transport endpoint is not connected") blocks even mkdir: drop it first
+for m in gluster_a gluster_b sshfs_a sshfs_b; do
+  if findmnt -n -M "$MNT/$m" >/dev/null 2>&1 && ! answers "$MNT/$m"; then umount -l "$MNT/$m" || true; fi
+done
 mkdir -p "$BASE/brick" "$BASE/export" "$BASE/ssh" "$MNT"/{gluster_a,gluster_b,sshfs_a,sshfs_b}
 
 # ---- GlusterFS -------------------------------------------------------------------------------
