@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 import yaml
 
@@ -98,6 +99,22 @@ def test_reconcile_while_a_claim_is_half_done_leaves_the_task_a_token(staged_run
     assert layout.inflight_token(task_id).exists() and not layout.pending_token(SHARD, task_id).exists()
 
 
+def test_a_lingering_worker_claims_a_task_stranded_behind_its_inflight_token(staged_run):
+    """A claimer died between moving a task's token into queue/inflight/ and committing its claim:
+    the task is PENDING with an in-flight token and no pending one, and only a lingering worker can
+    claim it. Before: the lingering worker's watch (issue 13: read each state once until its lease can
+    expire) set every task it read as not in flight to "look again later" and never handed it on, so
+    the stranded task counted as held until linger_s ran out and the worker exited without it
+    (1-6 tasks left PENDING per kill storm on both rigs)."""
+    layout = staged_run(2, shards=1, linger_s=3, heartbeat_s=0.2)
+    stranded, other = manifest_task_ids(layout)
+    os.rename(layout.pending_token(SHARD, stranded), layout.inflight_token(stranded))
+    summary = run_worker(layout.root, install_signals=False)
+    assert read_state(layout, stranded).status is S.COMPLETED, "the stranded task was left behind"
+    assert read_state(layout, other).status is S.COMPLETED and summary.completed == 2
+    assert not os.listdir(layout.inflight_dir)
+
+
 # -- 2. a lock timeout is not a corrupt state ------------------------------------------------------------
 
 def test_lock_timeout_while_claiming_puts_the_token_back(staged_run, monkeypatch):
@@ -132,22 +149,6 @@ def test_reconcile_never_rebuilds_a_state_whose_lock_timed_out(staged_run, monke
         os.close(holder)
     assert report.repaired == [] and report.counts[S.RUNNING.value] == 1
     assert [h["from"] for h in read_state(layout, task_id).history] == ["PENDING", "CLAIMED"]
-
-
-def test_a_lingering_worker_claims_a_task_stranded_behind_its_inflight_token(staged_run):
-    """A claimer died between moving a task's token into queue/inflight/ and committing its claim:
-    the task is PENDING with an in-flight token and no pending one, and only a lingering worker can
-    claim it. Before: the lingering worker's watch (issue 13: read each state once until its lease can
-    expire) set every task it read as not in flight to "look again later" and never handed it on, so
-    the stranded task counted as held until linger_s ran out and the worker exited without it
-    (1-6 tasks left PENDING per kill storm on both rigs)."""
-    layout = staged_run(2, shards=1, linger_s=3, heartbeat_s=0.2)
-    stranded, other = manifest_task_ids(layout)
-    os.rename(layout.pending_token(SHARD, stranded), layout.inflight_token(stranded))
-    summary = run_worker(layout.root, install_signals=False)
-    assert read_state(layout, stranded).status is S.COMPLETED, "the stranded task was left behind"
-    assert read_state(layout, other).status is S.COMPLETED and summary.completed == 2
-    assert not os.listdir(layout.inflight_dir)
 
 
 # -- 3. staging into a cancelled run; a stager killed between state and token -------------------------
@@ -439,6 +440,52 @@ def test_a_cancelled_task_stops_its_engine_instead_of_running_on(tmp_path):
     assert state.status is S.CANCELLED and [h["to"] for h in state.history][-1] == "CANCELLED"
     result = json.loads(layout.result(task_id, 0).read_text())
     assert result["failure_reason"] == "ownership_lost", result
+
+
+def _stop_outside_its_lock(proc, lock_path) -> None:
+    """SIGSTOP `proc` at a moment it holds no flock on `lock_path` (else resume it and try again)."""
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED, what="worker stopped")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        except BlockingIOError:
+            proc.send_signal(signal.SIGCONT)
+        finally:
+            os.close(fd)
+
+
+def test_a_reassigned_task_stops_the_old_workers_engine_and_keeps_the_new_claim(tmp_path):
+    """Worker A's task (a 10-minute engine call) is orphaned as if A's lease had expired and claimed by
+    B. Before, A computed on until its engine returned. Now A's heartbeat finds the task re-assigned,
+    stops the engine and writes nothing over B's claim."""
+    config = write_config(tmp_path, 1, shards=1, heartbeat_s=0.2, options={"sleep_s": 600})
+    campaign = load_campaign(config)
+    stage_run(campaign, "main")
+    layout = RunLayout(campaign.run_dir("main"))
+    task_id = manifest_task_ids(layout)[0]
+    mode = read_run(layout).lock_mode
+    worker = subprocess.Popen([PYTHON, "-m", "pipe_rules", "work", str(layout.root), "--no-linger"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: read_state(layout, task_id).status is S.RUNNING, what="task running")
+        _stop_outside_its_lock(worker, layout.state_lock(task_id))  # A frozen: it cannot re-claim in between
+        far = read_state(layout, task_id).lease_expires_at + 3600  # A's lease, seen from far ahead: expired
+        assert lifecycle.orphan_if_expired(layout, task_id, mode, far, 0, lambda _attempt: False) is not None
+        claim_b = _picker(layout, "B").next_claim()
+        assert claim_b is not None and claim_b.attempt_index == 1
+        worker.send_signal(signal.SIGCONT)
+        out, _ = worker.communicate(timeout=120)  # not interrupted: 600 s
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0 and "1 lost ownership" in out, out
+    state = read_state(layout, task_id)
+    assert state.status is S.RUNNING and state.claim_token == claim_b.token and state.attempt_index == 1
 
 
 # -- 8. the API across hosts ---------------------------------------------------------------------------------------
