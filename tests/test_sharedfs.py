@@ -88,6 +88,25 @@ def _stage(folder: Path, n: int, lock_mode: str, **defaults) -> RunLayout:
     return RunLayout(campaign.run_dir("main"))
 
 
+def test_lock_mode_is_decided_once_at_staging_from_the_filesystem(rig):
+    """`lock_mode: auto` picks from the run folder's filesystem (flock where it excludes across clients,
+    GlusterFS; soft where it does not, sshfs), records it in the run record, and a config that later
+    names the other mode is refused with one line naming the run record: one run, one lock mode."""
+    name, a, _ = rig
+    layout = _stage(a, 2, "auto")
+    run = read_run(layout)
+    assert run.lock_mode == {"gluster": "flock", "sshfs": "soft"}[name], run.filesystem
+    assert run.filesystem["type"] == RIGS[name] and run.filesystem["lock_mode"].startswith(f"auto: {run.lock_mode}")
+    other = {"flock": "soft", "soft": "flock"}[run.lock_mode]
+    config = yaml.safe_load((a / "config.yaml").read_text())
+    (a / "config.yaml").write_text(yaml.safe_dump({**config, "lock_mode": other}, sort_keys=False))
+    proc = pipe_rules_cli("stage", str(a / "config.yaml"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"run was staged with lock_mode '{run.lock_mode}', the config now says '{other}'" in lines[0], lines[0]
+    assert str(layout.root) in lines[0] and read_run(layout).lock_mode == run.lock_mode
+
+
 _CLAIMER = """
 import json, sys, time
 from pathlib import Path
@@ -136,16 +155,20 @@ def test_concurrent_claims_from_both_mounts_have_exactly_one_winner(rig, lock_mo
         assert read_state(layout, task_id).status.value == "RUNNING"
 
 
-STORMS = [  # (rig, lock mode, tasks, kills, seed)
-    ("gluster", "flock", 1000, 40, 1), ("gluster", "soft", 1000, 40, 2),
-    ("sshfs", "flock", 1000, 40, 3), ("sshfs", "soft", 1000, 40, 4),
-    ("gluster", "soft", 200, 20, 5), ("sshfs", "flock", 200, 20, 6),
-]
+# Each rig in each lock mode, a seed each. Sized for CI (a few minutes for all shared-FS tests on
+# the shared 2-core machine); the README's 1,000-task storms are the same tests with
+# PIPE_RULES_STORM_TASKS=1000 PIPE_RULES_STORM_KILLS=40 (PIPE_RULES_STORM_SEED shifts the seeds).
+STORM_TASKS = int(os.environ.get("PIPE_RULES_STORM_TASKS", "400"))
+STORM_KILLS = int(os.environ.get("PIPE_RULES_STORM_KILLS", "30"))
+_SEED = int(os.environ.get("PIPE_RULES_STORM_SEED", "0"))
+STORMS = [(rig, mode, STORM_TASKS, STORM_KILLS, _SEED + seed)  # (rig, lock mode, tasks, kills, seed)
+          for seed, (rig, mode) in enumerate([("gluster", "flock"), ("gluster", "soft"), ("sshfs", "flock"),
+                                              ("sshfs", "soft")], start=1)]
 STORM_LOG = Path(os.environ.get("PIPE_RULES_STORM_LOG", "/tmp/pipe_rules_storms.jsonl"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storm", STORMS, ids=[f"{r}-{m}-{n}-seed{s}" for r, m, n, _, s in STORMS])
+@pytest.mark.parametrize("storm", STORMS, ids=[f"{r}-{m}-seed{s}" for r, m, _, _, s in STORMS])
 def test_kill_storm_loses_nothing_and_completes_nothing_twice(storm, tmp_path):
     rig_name, lock_mode, n_tasks, kills, seed = storm
     with _rig(rig_name) as (_, a, b):
