@@ -27,7 +27,7 @@ from pipe_rules.store import lifecycle, locks, reconcile as reconcile_mod, versi
 from pipe_rules.store.cancel import cancel_run
 from pipe_rules.store.claims import TaskPicker
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.lifecycle import Claim, finish, release
+from pipe_rules.store.lifecycle import finish, release
 from pipe_rules.store.locks import LeaseLock, LockTimeout, LockUnsupported, locked
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.reconcile import reconcile

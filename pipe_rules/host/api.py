@@ -61,7 +61,7 @@ from pipe_rules.store.states import RunState
 # so snakemake still gets them), so "launcher alive" means "snakemake alive".
 # A background loop renews launcher.lease while the shell lives (it stops with it, even on SIGKILL).
 _WRAPPER = ('trap : INT TERM; lease=$1; shift; ( while kill -0 $$ 2>/dev/null; do touch "$lease"; '
-            f'sleep {{beat}}; done ) & beat=$!; "$@"; code=$?; kill $beat 2>/dev/null; echo $code > "$0"')
+            'sleep {beat}; done ) & beat=$!; "$@"; code=$?; kill $beat 2>/dev/null; echo $code > "$0"')
 
 
 class PipeAPI:
