@@ -150,15 +150,15 @@ def cmd_ingest(args) -> int:
     if settled.unfinished:
         print(f"pipe-rules: error: {settled.line(layout)}", file=sys.stderr)
         return EXIT_HANDED_BACK
-    ingest(layout, reconciled=True)
+    summary = ingest(layout, reconciled=True)
     if args.table:
         from pipe_rules.store.records_io import load_records
 
-        print_table(results_table(load_records(layout, max_owners=RESULTS_TABLE_OWNERS)))
+        print_table(results_table(load_records(layout, max_owners=RESULTS_TABLE_OWNERS, summary=summary)))
     if args.report:
         from pipe_rules.reporting.report_html import write_report
 
-        print(f"report: {write_report(layout)}")
+        print(f"report: {write_report(layout, summary=summary)}")
     return 0
 
 

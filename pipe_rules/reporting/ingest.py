@@ -34,7 +34,7 @@ from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import check_whole, iter_aliases
 from pipe_rules.store.owner_index import load_owner_index
 from pipe_rules.store.reconcile import reconcile
-from pipe_rules.store.records_io import RecordsWriter, read_summary
+from pipe_rules.store.records_io import RecordsWriter
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import TaskState
 from pipe_rules.store.task_files import load_spec, read_result
@@ -211,5 +211,4 @@ def ingest(layout: RunLayout, reconciled: bool = False) -> dict[str, Any]:
                "family": run.family, "engine": run.engine, "level": run.key["level"],
                "run_state": read_run(layout).state.value, "ingested_at": time.time(),
                "task_counts": dict(totals.counts), "cost": totals.block()}
-    writer.close(summary)
-    return read_summary(layout)
+    return writer.close(summary)  # not read back: a second Snakemake's ingest job may have removed it already

@@ -115,9 +115,10 @@ def render_report(records: dict[str, Any]) -> str:
         plots=_plots(records))
 
 
-def write_report(layout: RunLayout, out: Path | None = None) -> Path:
-    """Render the run's ingested results into `out` (default: results/report.html); returns the path."""
-    records = load_records(layout, max_owners=MAX_OWNER_ROWS, max_failed=MAX_FAILURE_ROWS)
+def write_report(layout: RunLayout, out: Path | None = None, summary: dict | None = None) -> Path:
+    """Render the run's ingested results into `out` (default: results/report.html); returns the path.
+    `summary`: the one ingestion just returned (see records_io.load_records)."""
+    records = load_records(layout, max_owners=MAX_OWNER_ROWS, max_failed=MAX_FAILURE_ROWS, summary=summary)
     path = Path(out) if out is not None else default_path(layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, render_report(records))

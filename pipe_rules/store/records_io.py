@@ -46,7 +46,7 @@ class RecordsWriter:
         self._files[self.layout.failed_records].write(orjson.dumps(entry, option=_OPTS) + b"\n")
         self.n_failed += 1
 
-    def close(self, summary: dict[str, Any]) -> None:
+    def close(self, summary: dict[str, Any]) -> dict[str, Any]:
         for handle in self._files.values():
             handle.close()
         for path, tmp in self._tmp.items():
@@ -54,6 +54,7 @@ class RecordsWriter:
         summary = {**summary, "n_owners": self.n_owners, "n_failed": self.n_failed,
                    "records_file": self.layout.records.name, "failed_file": self.layout.failed_records.name}
         atomic_write_text(self.layout.summary, orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return summary
 
     def abort(self) -> None:
         for handle in self._files.values():
@@ -133,10 +134,12 @@ def read_owner_records(layout: RunLayout, what: str) -> tuple[str, Iterator[tupl
 
 
 def load_records(layout: RunLayout, max_owners: int | None = None, max_failed: int | None = None,
-                 sample_owners: int | None = None) -> dict[str, Any]:
+                 sample_owners: int | None = None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary with `owners` ({key: record}) and `failed` (list) filled in: everything for small
-    runs; for big ones the first `max_owners` / `max_failed`, or an even sample of `sample_owners`."""
-    summary = read_summary(layout)
+    runs; for big ones the first `max_owners` / `max_failed`, or an even sample of `sample_owners`.
+    `summary`: the one ingestion just wrote (Snakemake deletes a job's outputs, summary.json among
+    them, before it runs the job, so a second Snakemake on the run may have removed the file since)."""
+    summary = summary if summary is not None else read_summary(layout)
     every = max(1, summary["n_owners"] // sample_owners) if sample_owners else 1
     limit = sample_owners if sample_owners else max_owners
     owners = {r["owner_key"]: r for r in _lines(layout.records, OwnerRecord, every, limit)}
