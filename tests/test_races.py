@@ -413,6 +413,26 @@ def test_a_writer_whose_version_was_superseded_and_pruned_commits_nothing(tmp_pa
     assert gen == 4 and json.loads(raw) == {"v": 4} and not (tmp_path / "doc.2.json").exists()
 
 
+def test_a_document_committed_on_at_once_still_counts_as_created(tmp_path, monkeypatch):
+    """A stager creates a task's state; before its check that generation 1 is current, a second stager
+    has made the missing token and a worker has claimed the task (generation 2). Before, the first
+    stager took generation 2 for an older document hidden by a stale listing: it unlinked its own
+    version and counted the task as not created (concurrent stagers' counts summed to 498 of 500)."""
+    real = versioned._link_new
+
+    def link_then_commit_on_top(folder, name, text):
+        linked = real(folder, name, text)
+        if linked and name == "doc.1.json":
+            assert versioned.commit(folder, "doc", 1, {"v": 2})  # the worker's claim, in between
+        return linked
+
+    monkeypatch.setattr(versioned, "_link_new", link_then_commit_on_top)
+    assert versioned.create(tmp_path, "doc", {"v": 1})
+    monkeypatch.undo()
+    gen, raw, _ = versioned.read_bytes(tmp_path, "doc")
+    assert gen == 2 and json.loads(raw) == {"v": 2} and (tmp_path / "doc.1.json").exists()
+
+
 # -- 5. a worker whose task was taken away stops its engine ----------------------------------------------------
 
 def test_a_cancelled_task_stops_its_engine_instead_of_running_on(tmp_path):

@@ -122,10 +122,22 @@ def create(folder: Path, stem: str, data: Any, pretty: bool = False) -> bool:
         return False
     if not _link_new(folder, path_of(folder, stem, 1).name, encode(data, pretty)):
         return False
-    if current(folder, stem) != 1:  # a stale listing hid a newer version: ours is void
-        _unlink(path_of(folder, stem, 1))
+    if current(folder, stem) != 1 and not _built_on_first(folder, stem):
+        _unlink(path_of(folder, stem, 1))  # a stale listing hid a newer version: ours is void
         return False
     return True
+
+
+def _built_on_first(folder: Path, stem: str) -> bool:
+    """Generation 2 was written after our generation 1 (another writer already committed on top of
+    it), not long before (an old document whose generation 1 was pruned, hidden by a lagging listing:
+    pruned versions were superseded KEEP_SUPERSEDED_S ago)."""
+    try:
+        first = os.stat(path_of(folder, stem, 1)).st_mtime
+        second = os.stat(path_of(folder, stem, 2)).st_mtime
+    except FileNotFoundError:
+        return False
+    return second >= first - 1.0
 
 
 def commit(folder: Path, stem: str, base: int, data: Any, pretty: bool = False) -> bool:
