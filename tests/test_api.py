@@ -167,6 +167,35 @@ def test_cancel_stops_the_launcher_and_cancels_unfinished_tasks(tmp_path):
     assert records["task_counts"] == results.task_counts
 
 
+
+def _ignores_sigint(pid: int) -> bool:
+    mask = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.slow
+def test_a_host_that_ignores_sigint_still_gets_a_launcher_that_cancel_can_interrupt(tmp_path):
+    """ARC as a daemon or under nohup ignores SIGINT; its children inherit that and a shell cannot
+    trap an ignored signal, so the launcher's Snakemake ignored cancel's SIGINT (in a suite started
+    in the background the run even completed during the grace, and cancel raised)."""
+    import psutil
+
+    api = PipeAPI(tmp_path)
+    species = [{"label": f"h2_{i}", "xyz": f"H 0 0 0\nH 0 0 {0.70 + 0.01 * i:.2f}"} for i in range(6)]
+    api.create_run("bg", species=species, family="species_sp", engine="noop", options={"sleep_s": 5.0},
+                   shards=1, lease_s=30, heartbeat_s=1, linger_s=1)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host, as in the background
+    try:
+        handle = api.launch("bg")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    poll_until(api, "bg", lambda p: p.counts.get("RUNNING", 0) >= 1)
+    (snakemake,) = (c for c in psutil.Process(handle.pid).children() if c.cmdline()[0] != "/bin/sh")  # not the lease loop
+    assert not _ignores_sigint(snakemake.pid)
+    api.cancel("bg", grace_s=120)
+    polled = api.poll("bg")
+    assert polled.run_state == "CANCELLED" and polled.counts.get("CANCELLED", 0) >= 1 and not polled.launcher_alive
+
 def test_a_tasks_file_of_another_kind_is_refused_at_staging(tmp_path):
     from pipe_rules.inputs.config import load_campaign
     from pipe_rules.inputs.staging import stage_run

@@ -66,3 +66,16 @@ def test_cancel_stops_pending_work_and_keeps_results(staged_run):
     assert status["run_state"] == "CANCELLED"
     assert run_worker(layout.root, install_signals=False).completed == 0
     assert [p for p in layout.pending_dir.rglob("*") if p.is_file()] == []
+
+
+def test_cancelling_a_run_that_already_ended_keeps_its_state_and_results(staged_run):
+    """A host may cancel just as the last task finishes: the run stays COMPLETED, nothing changes."""
+    layout = staged_run(2)
+    assert run_worker(layout.root, install_signals=False).completed == 2
+    ingest(layout)
+    assert read_run(layout).state is RunState.COMPLETED
+    results = {p: p.read_bytes() for p in layout.root.rglob("result.json")}
+    proc = pipe_rules_cli("cancel", str(layout.root), check=True)
+    assert proc.stdout.strip() == "run already COMPLETED: nothing to cancel (0 task(s) cancelled)"
+    assert read_run(layout).state is RunState.COMPLETED
+    assert {p: p.read_bytes() for p in layout.root.rglob("result.json")} == results and len(results) == 2

@@ -131,9 +131,14 @@ def cmd_reconcile(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from pipe_rules.store.cancel import cancel_run
+    from pipe_rules.store.cancel import cancel_run, ended_before_cancel
 
-    cancelled = cancel_run(RunLayout(Path(args.run_dir)))
+    layout = RunLayout(Path(args.run_dir))
+    cancelled = cancel_run(layout)
+    ended = ended_before_cancel(layout)
+    if ended is not None:
+        print(f"run already {ended.value}: nothing to cancel ({cancelled} task(s) cancelled)")
+        return 0
     print(f"cancelled {cancelled} task(s); running workers stop at their next ownership check")
     return 0
 

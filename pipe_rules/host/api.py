@@ -64,6 +64,14 @@ _WRAPPER = ('trap : INT TERM; lease=$1; shift; ( while kill -0 $$ 2>/dev/null; d
             'sleep {beat}; done ) & beat=$!; "$@"; code=$?; kill $beat 2>/dev/null; echo $code > "$0"')
 
 
+
+def _interruptible() -> None:
+    """In the launcher, before exec: SIGINT as by default. A host that runs in the background (a
+    daemon, `nohup`, `cmd &` from a script) ignores SIGINT; the launcher would inherit that, its
+    shell cannot trap an ignored signal, and `cancel` would wait out SIGINT's grace for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class PipeAPI:
     """Runs of one project folder. Any number of these objects (in any process) see the same runs."""
 
@@ -185,7 +193,8 @@ class PipeAPI:
             proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER.format(beat=LAUNCHER_BEAT_S), str(exit_file),
                                      str(lease), *command], cwd=home,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                    start_new_session=True, preexec_fn=_interruptible,
+                                    env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self._launched[handle.name] = proc
         handle = replace(handle, pid=proc.pid, start_ticks=None, started=process_started(proc.pid),
                          host=host_key(), command=tuple(command),
