@@ -175,8 +175,24 @@ def test_live_sge_qdel_of_one_running_element_reruns_only_that_element(tmp_path,
             out = subprocess.run(["qstat", "-xml"], env=env, capture_output=True, text=True).stdout
             running = [job.findtext("tasks") for job in ET.fromstring(out).iter("job_list")
                        if job.findtext("JB_job_number") == arrays[0] and job.findtext("state") == "r"]
-            busy = any(read_state(layout, t).status is TaskState.RUNNING for t in manifest_task_ids(layout))
-            return f"{arrays[0]}.{running[0]}" if running and busy else None
+            held = {read_state(layout, t).claimed_by for t in manifest_task_ids(layout)
+                    if read_state(layout, t).status is TaskState.RUNNING}
+            for index in running:  # an element whose own worker holds a task (not just any element)
+                shard = element_shard(arrays[0], int(index))
+                if shard and any(f":{shard}:" in (worker or "") for worker in held):
+                    return f"{arrays[0]}.{index}"
+            return None
+
+        def element_shard(number: str, index: int) -> str | None:
+            """The shard element `index` runs, from its job script (the run_shard job's wildcards)."""
+            log = "".join(p.read_text() for p in (tmp_path / ".snakemake/log").glob("*.log"))
+            line = re.search(rf"pipe_rules: submitted sge array {number} .*", log)
+            for folder in (tmp_path / ".snakemake/pipe_rules_arrays/arrays").iterdir():
+                script = folder / "elements" / f"{index}.sh"
+                if line and folder.name in line.group(0) and script.exists():
+                    found = re.search(r"shard=([A-Za-z0-9_.-]+)", script.read_text())
+                    return found.group(1) if found else None
+            return None
 
         wait_until(running_element, timeout=180, what="a running element holding a task", poll_s=0.2)
         victim = running_element()
