@@ -179,7 +179,10 @@ def _storm(rig_name, lock_mode, n_tasks, kills, seed, a, b, tmp_path):
     """Staging and the checks afterwards go through the sshfs server's own folder (the same files,
     without sshfs' round trips: they are not what is tested); the storm goes through the two mounts."""
     server = SSHFS_EXPORT / a.relative_to(MNT / "sshfs_a") if rig_name == "sshfs" else a
-    layout = _stage(server, n_tasks, lock_mode)
+    # Each task lasts long enough that a full drain by 4 workers takes at least a second per kill
+    # (a kill takes ~0.5 s here): the queue outlasts the kills, and many kills land mid-task. With
+    # instant tasks the queue emptied first on a quiet machine (19 of 30 kills, sshfs/flock).
+    layout = _stage(server, n_tasks, lock_mode, options={"sleep_s": round(kills * 1.0 * 4 / n_tasks, 3)})
     run = read_run(layout)
     on_a, on_b = a / layout.root.relative_to(server), b / layout.root.relative_to(server)
     result = run_storm(on_a, on_b, shards=run.shards, workers=4, kills=kills, seed=seed, log_dir=tmp_path / "logs",
