@@ -137,7 +137,8 @@ def cmd_cancel(args) -> int:
     cancelled = cancel_run(layout)
     ended = ended_before_cancel(layout)
     if ended is not None:
-        print(f"run already {ended.value}: nothing to cancel ({cancelled} task(s) cancelled)")
+        print(f"run already {ended.value}: " + (f"cancelled {cancelled} task(s) still pending or running"
+                                               if cancelled else "nothing to cancel"))
         return 0
     print(f"cancelled {cancelled} task(s); running workers stop at their next ownership check")
     return 0

@@ -64,7 +64,6 @@ _WRAPPER = ('trap : INT TERM; lease=$1; shift; ( while kill -0 $$ 2>/dev/null; d
             'sleep {beat}; done ) & beat=$!; "$@"; code=$?; kill $beat 2>/dev/null; echo $code > "$0"')
 
 
-
 def _interruptible() -> None:
     """In the launcher, before exec: SIGINT as by default. A host that runs in the background (a
     daemon, `nohup`, `cmd &` from a script) ignores SIGINT; the launcher would inherit that, its
