@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,11 @@ from pipe_rules.inputs.staging import stage_run
 from pipe_rules.store.layout import RunLayout
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Profiles that `pipe-rules init` installed for the person running the tests live in
+# $XDG_CONFIG_HOME/snakemake/ and win over the bundled ones for `--profile local`: they may name
+# another install's Snakefile. Every test (and every child it starts) sees an empty config home.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="pipe_rules_tests_xdg_")
 PYTHON = sys.executable
 
 
