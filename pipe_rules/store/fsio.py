@@ -60,9 +60,13 @@ def read_bytes(path: Path) -> bytes:
 
 def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
     """Write `text` to `path` by temp file + rename; the temp name is unique per host and process."""
+    _atomic_write_bytes(path, text.encode("utf-8"), fsync)
+
+
+def _atomic_write_bytes(path: Path, data: bytes, fsync: bool) -> None:
     tmp = temp_name(path)
     try:
-        _write_file(tmp, text.encode("utf-8"), fsync=fsync)
+        _write_file(tmp, data, fsync=fsync)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -86,16 +90,7 @@ def atomic_write_json(path: Path, data: Any, fsync: bool = False, pretty: bool =
     if pretty:
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n", fsync=fsync)
         return
-    tmp = temp_name(path)
-    try:
-        _write_file(tmp, compact_json(data), fsync=fsync)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _atomic_write_bytes(path, compact_json(data), fsync)
 
 
 def vanished(exc: OSError) -> bool:
