@@ -12,7 +12,10 @@ from jsonschema import Draft202012Validator
 
 from pipe_rules.cli.schema_files import SCHEMAS, folder, render
 from pipe_rules.execution.worker import run_worker
+from pipe_rules.contracts.errors import StateError
+from pipe_rules.store import versioned
 from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.taskstate import read_state
 
 
 @pytest.mark.parametrize("name", list(SCHEMAS))
@@ -40,3 +43,24 @@ def test_real_files_match_the_generated_schemas_and_an_unknown_field_does_not(st
         assert list(validators["task_spec"].iter_errors({**spec, "colour": "blue"}))
         assert list(validators["result"].iter_errors({**result, "colour": "blue"}))
         assert list(validators["result"].iter_errors({**result, "timings": {**result["timings"], "x": 1}}))
+        state = json.loads(versioned.current_path(layout.task_dir(task_id), "state").read_text())
+        assert state["status"] == "COMPLETED" and not list(validators["task_state"].iter_errors(state))
+        assert list(validators["task_state"].iter_errors({**state, "colour": "blue"}))
+        assert list(validators["task_state"].iter_errors({**state, "status": "DONE"}))
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"colour": "blue"}, "field '(top level)': unknown field(s) ('colour' was unexpected)"),
+    ({"status": "DONE"}, "field 'status': 'DONE' is not one of: PENDING, CLAIMED, RUNNING, COMPLETED, "),
+    ({"attempt_index": "1"}, "field 'attempt_index': '1' is not of type 'integer'"),
+    ({"ended_at": None}, "field 'ended_at': COMPLETED needs ended_at"),
+])
+def test_a_bad_task_state_is_one_line_naming_the_file_and_field(staged_run, change, line):
+    layout = staged_run(1)
+    run_worker(layout.root, install_signals=False, linger=False)
+    task_id = manifest_task_ids(layout)[0]
+    path = versioned.current_path(layout.task_dir(task_id), "state")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(StateError) as caught:
+        read_state(layout, task_id)
+    assert str(caught.value).startswith(f"{path}: {line}")

@@ -110,7 +110,7 @@ def message(detail: dict) -> str:
     shown = _shown(value)
     if kind == "missing":
         return "is required"
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         allowed = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
         return f"{shown} is not one of: {allowed}"
     bounds = {"greater_than_equal": ("less than the minimum of", "ge"),

@@ -9,11 +9,13 @@ or not the run's locks exclude across its clients.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
 from pipe_rules.contracts.errors import StateError
+from pipe_rules.contracts.models import FileModel, parse
 from pipe_rules.store import versioned
 from pipe_rules.store.fsio import parse_json
 from pipe_rules.store.layout import RunLayout
@@ -24,29 +26,36 @@ STATE_SCHEMA_VERSION = 1
 REPAIR_HINT = "; run 'pipe-rules reconcile' on the run folder to rebuild it from the attempt folders"
 
 
-@dataclass
-class TaskStateRecord:
-    task_id: str
-    shard: str
+# The one source of a state file's shape: it checks every version read and generates
+# contracts/schemas/task_state.schema.json. Assignments are not re-validated (the hot path);
+# check_invariants runs before every write.
+class TaskStateRecord(FileModel):
+    """One version of a task's state (tasks/<bucket>/<task_id>/state.<generation>.json): written
+    whole, once, never edited in place; the highest generation is the current state."""
+
+    task_id: StrictStr
+    shard: StrictStr
     status: TaskState = TaskState.PENDING
-    attempt_index: int = 0
-    max_attempts: int = 3
-    claimed_by: str | None = None
-    claim_token: str | None = None
-    claimed_at: float | None = None
-    lease_expires_at: float | None = None
-    heartbeat_at: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    failure_class: str | None = None
-    failure_reason: str | None = None
-    salvaged: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)
-    schema_version: int = STATE_SCHEMA_VERSION
+    attempt_index: StrictInt = Field(0, ge=0, description="Attempt the task is at (attempts/<n>/).")
+    max_attempts: StrictInt = Field(3, ge=1)
+    claimed_by: StrictStr | None = Field(None, description="Worker id of the claim's holder.")
+    claim_token: StrictStr | None = Field(None, description="Proof of ownership: every change by the holder "
+                                          "checks it; a takeover replaces it.")
+    claimed_at: StrictFloat | None = None
+    lease_expires_at: StrictFloat | None = Field(None, description="Epoch seconds; renewed by the heartbeat.")
+    heartbeat_at: StrictFloat | None = None
+    started_at: StrictFloat | None = None
+    ended_at: StrictFloat | None = None
+    failure_class: StrictStr | None = None
+    failure_reason: StrictStr | None = None
+    salvaged: StrictBool = Field(False, description="The result was recovered from a dead worker's attempt.")
+    history: list[dict[str, Any]] = Field(default_factory=list, description="Every transition: from, to, at, by, "
+                                          "attempt.")
+    schema_version: StrictInt = STATE_SCHEMA_VERSION
 
     def as_dict(self) -> dict[str, Any]:
-        """Shallow: dataclasses.asdict deep-copies the history on every one of a task's writes."""
-        data = {f.name: getattr(self, f.name) for f in _FIELDS}
+        """Shallow (the history is not copied on every one of a task's writes); keys in field order."""
+        data = self.__dict__.copy()
         data["status"] = self.status.value
         return data
 
@@ -54,19 +63,18 @@ class TaskStateRecord:
     def from_dict(cls, data: Any, path: Path) -> "TaskStateRecord":
         if not isinstance(data, dict):
             raise StateError("task state is not a JSON object", path=path)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise StateError(f"unknown field(s) {', '.join(unknown)}", path=path, field=unknown[0])
+        record = parse(cls, data, StateError, path)
+        record.check_invariants(path)
+        return record
+
+    @classmethod
+    def from_json(cls, raw: bytes, path: Path) -> "TaskStateRecord":
+        """The hot path: one pass from bytes to record. A file that fails it is parsed again the
+        slow way, which words the error (corrupt JSON, or the file and field at fault)."""
         try:
-            data = dict(data, status=TaskState(data.get("status")))
-        except ValueError:
-            allowed = ", ".join(s.value for s in TaskState)
-            raise StateError(f"{data.get('status')!r} is not one of: {allowed}", path=path, field="status") from None
-        try:
-            record = cls(**data)
-        except TypeError as exc:
-            raise StateError(f"incomplete task state ({exc})", path=path) from None
+            record = cls.model_validate_json(raw)
+        except ValidationError:
+            return cls.from_dict(parse_json(raw, path, "task state", REPAIR_HINT), path)
         record.check_invariants(path)
         return record
 
@@ -104,11 +112,9 @@ class TaskStateRecord:
         self.claimed_at = self.lease_expires_at = self.heartbeat_at = None
 
 
-_FIELDS = fields(TaskStateRecord)
-
 
 def _parse(text: bytes, path: Path) -> TaskStateRecord:
-    return TaskStateRecord.from_dict(parse_json(text, path, "task state", REPAIR_HINT), path)
+    return TaskStateRecord.from_json(text, path)
 
 
 def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:
