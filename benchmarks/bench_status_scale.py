@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_measure import PY, cli, run_all  # noqa: E402
 from bench_pipe import CONFORMERS, status_startup_s, write_campaign  # noqa: E402
 
+from pipe_rules.store.layout import RunLayout  # noqa: E402
+from pipe_rules.store.runrecord import read_run, update_run  # noqa: E402
+
 
 def grow(run_dir: Path, n: int) -> list[str]:
     """The run's manifest and run record as for n tasks; returns the task ids in staging order."""
@@ -32,9 +35,12 @@ def grow(run_dir: Path, n: int) -> list[str]:
     with open(run_dir / "manifest.tsv", "w") as handle:
         for i, task_id in enumerate(ids):
             handle.write(f"{task_id}\tshard-{i % 2:03d}\t{i:064x}\t{json.dumps(f's{i // CONFORMERS}')}\n")
-    record = json.loads((run_dir / "run.json").read_text())
-    record["n_tasks"] = n
-    (run_dir / "run.json").write_text(json.dumps(record))
+    layout = RunLayout(run_dir)
+
+    def grown(record) -> None:
+        record.n_tasks = n
+
+    update_run(layout, read_run(layout).lock_mode, grown)  # run.<generation>.json (store/versioned.py)
     (run_dir / "owner_index.npz").unlink(missing_ok=True)
     return ids
 

@@ -69,12 +69,13 @@ class OwnerTable(Mapping):
 
     def as_json(self) -> dict[str, dict[str, Any]]:
         """Every owner's OwnerCounts.as_json(), built column-wise (100,000 owners in well under a second)."""
-        columns = {c: self._columns[c].tolist() for c in OWNER_COLUMNS}
+        columns = [self._columns[c].tolist() for c in OWNER_COLUMNS]
         tasks = sum(self._columns[c] for c in OWNER_COLUMNS).tolist()
         cpu_hours, used, peak = self._cost[1].tolist(), self._cost[2].tolist(), self._cost[4].tolist()
-        return {owner: {**{c: columns[c][i] for c in OWNER_COLUMNS}, "tasks": tasks[i], "cpu_hours": cpu_hours[i],
-                        "cpu_hours_used": used[i], "peak_rss_mb": peak[i] or None}
-                for i, owner in enumerate(self._owners)}
+        return {owner: {"pending": pending, "running": running, "done": done, "failed": failed, "cancelled": cancelled,
+                        "tasks": n, "cpu_hours": hours, "cpu_hours_used": hours_used, "peak_rss_mb": mb or None}
+                for owner, pending, running, done, failed, cancelled, n, hours, hours_used, mb
+                in zip(self._owners, *columns, tasks, cpu_hours, used, peak)}
 
     def __len__(self) -> int:
         return len(self._owners)

@@ -17,8 +17,10 @@ pending, the pending tokens are listed as before (50,000 names: ~0.1 s) and the 
 answer: the count is exact near the end of a run, where the run state depends on it, and off by at
 most the salvaged tasks while more are pending.
 
-CPU-hours come from the same ledgers (their sums cached in costs/tally-cache-v4.npz). That cache and
-the owner index are the only files this view may write; nothing else on disk is changed.
+CPU-hours come from the same ledgers. What status needs of them (a COMPLETED flag per task, five
+sums per owner: store/ledger_summary.py) is cached in costs/ledger-summary-v1.npz and extended by
+the lines appended since, so neither time nor memory grows with the lines already read. That cache
+and the owner index are the only files this view may write; nothing else on disk is changed.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pipe_rules.contracts.errors import StateError
 from pipe_rules.reporting.cost_sums import CostSummary
 from pipe_rules.reporting.owner_counts import OWNER_COLUMNS, _COLUMN_OF, OwnerCounts, OwnerTable
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.ledger import CostTally
+from pipe_rules.store.ledger import LineCounts
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import RunState, TaskState, run_state_from_counts
 from pipe_rules.store.taskstate import read_state
@@ -129,16 +131,24 @@ class StatusReader:
 
     def __init__(self, layout: RunLayout):
         self.layout = layout
-        self._tally = CostTally(layout.root)
+        self._summary = None
+
+    def _ledgers(self, index):
+        """The ledgers' summary (store/ledger_summary.py), brought up to date."""
+        from pipe_rules.store.ledger_summary import LedgerSummary
+
+        if self._summary is None:
+            self._summary = LedgerSummary(self.layout.root)
+        return self._summary.refresh(index)
 
     def read(self, exact: bool = False, owners: bool = False) -> RunStatus:
         run = read_run(self.layout)
         unreadable: list[str] = []
-        counts = codes = index = rows = None
+        counts = codes = index = None
         if not exact:
             found = self._ledger_codes(run.n_tasks)
             if found is not None:
-                codes, index, rows = found
+                codes, index = found
                 import numpy as np
 
                 tally = np.bincount(codes, minlength=len(_CODES))
@@ -158,7 +168,7 @@ class StatusReader:
                            tuple(unreadable), exact)
         if not owners:
             return status
-        table = self._owners_from_codes(index, codes, rows) if codes is not None else \
+        table = self._owners_from_codes(index, codes) if codes is not None else \
             self._owners(known, rest_done=not exact)
         return RunStatus(status.run_id, status.run_state, status.counts, status.unreadable, status.exact,
                          table, table.run_cost)
@@ -171,18 +181,13 @@ class StatusReader:
 
         from pipe_rules.store.owner_index import load_owner_index
 
-        tally = self._tally.refresh()
-        if tally.unknown_outcomes:
-            return None
         index = load_owner_index(self.layout)
         if len(index.task_ids) != n_tasks:
             return None  # staging under way, or a manifest that does not match the run record
-        codes = np.zeros(n_tasks, dtype=np.int8)
-        rows = index.positions_of(tally.task_ids(), tally.id_hashes())  # every attempt's task: its COMPLETED ones and its cost
-        done = rows[tally.completed_rows()]
-        if (done < 0).any():
+        summary = self._ledgers(index)
+        if summary.unknown_outcomes or summary.unknown_done:
             return None
-        codes[done] = _CODES.index(TaskState.COMPLETED)
+        codes = summary.done.astype(np.int8) * np.int8(_CODES.index(TaskState.COMPLETED))
         if n_tasks - int(np.count_nonzero(codes)) <= LIST_PENDING_BELOW:
             return None  # few pending: their tokens are cheap to list and exact
         names = {TaskState.RUNNING: _file_names(self.layout.inflight_dir, 0)}  # a token wins over a ledger line
@@ -193,9 +198,9 @@ class StatusReader:
             if (at < 0).any():
                 return None
             codes[at] = _CODES.index(state)
-        return codes, index, rows
+        return codes, index
 
-    def _owners_from_codes(self, index, codes, rows) -> OwnerTable:
+    def _owners_from_codes(self, index, codes) -> OwnerTable:
         """Per-owner columns from the per-task codes: one bincount per code."""
         import numpy as np
 
@@ -209,7 +214,7 @@ class StatusReader:
             for code, task_state in enumerate(_CODES):
                 mine = index.alias_owner[known][codes[at[known]] == code]
                 columns[_COLUMN_OF[task_state]] += np.bincount(mine, minlength=n)
-        return OwnerTable(index.owners, columns, *self._costs(index, rows))
+        return OwnerTable(index.owners, columns, *self._costs(index))
 
     def _owners(self, known: dict[TaskState, list[str]], rest_done: bool) -> OwnerTable:
         """Per-owner columns from the task ids known per state (tokens, or state files when exact);
@@ -239,27 +244,12 @@ class StatusReader:
                     columns[_COLUMN_OF[task_state]][owner] += 1
         return OwnerTable(index.owners, columns, *self._costs(index))
 
-    def _costs(self, index, rows=None) -> tuple[np.ndarray, CostSummary]:
+    def _costs(self, index) -> tuple[np.ndarray, CostSummary]:
         """CPU-hours per owner (rows: attempts, cpu_hours, cpu_hours_used, task_wall_s, peak_rss_mb) and the run's."""
-        import numpy as np
-
-        n = len(index.owners)
-        tally = self._tally.refresh()
-        values = tally.values()  # per attempt: cores, wall_s, cpu_s, peak_rss_mb
-        if rows is None or len(rows) != len(values):
-            rows = index.positions_of(tally.task_ids(), tally.id_hashes())
-        per_attempt = [None, values[:, 0] * values[:, 1] / 3600.0, values[:, 2] / 3600.0, values[:, 1]]
-        owner_of = np.where(rows >= 0, index.owner_of[rows] if len(index.owner_of) else -1, -1)
-        mine = owner_of >= 0
-        owners = owner_of[mine]
-        cost = [np.bincount(owners, weights=None if w is None else w[mine], minlength=n).astype(float)
-                for w in per_attempt]
-        peak = np.zeros(n)
-        np.maximum.at(peak, owners, values[mine, 3])
-        totals = [float(len(values))] + [float(w.sum()) for w in per_attempt[1:]]
-        run_cost = CostSummary(int(totals[0]), totals[1], totals[2], totals[3],
-                               float(values[:, 3].max()) if len(values) else None)
-        return np.vstack([*cost, peak]), run_cost
+        summary = self._ledgers(index)
+        attempts, cpu_hours, used, wall_s, peak = summary.totals.tolist()
+        run_cost = CostSummary(int(attempts), cpu_hours, used, wall_s, peak if attempts else None)
+        return summary.cost, run_cost
 
 
 class ProgressCounter:
@@ -272,7 +262,7 @@ class ProgressCounter:
 
     def __init__(self, layout: RunLayout):
         self.layout = layout
-        self._tally = CostTally(layout.root, cache=False)
+        self._tally = LineCounts(layout.root)
 
     def counts(self, n_tasks: int) -> dict[str, int] | None:
         tally = self._tally.refresh()

@@ -11,6 +11,7 @@ that cannot be written (someone else's) still gets its index, just not cached.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class OwnerIndex:
     alias_base: np.ndarray  # ...and the staged task whose result they share
     hashes: np.ndarray  # id_hashes(task_ids), sorted...
     by_hash: np.ndarray  # ...and the position in `task_ids` of each
+    key: np.ndarray | None = None  # the manifest's it was built from (_manifest_key): caches of positions check it
 
     def positions_of(self, task_ids: Sequence[str] | np.ndarray, hashes: np.ndarray | None = None) -> np.ndarray:
         """Position in `task_ids` of each task id, -1 for ids the index does not know. `hashes`:
@@ -174,10 +176,11 @@ def load_owner_index(layout: RunLayout) -> OwnerIndex:
     cached = _read_cached(layout)
     if cached is not None and np.array_equal(cached.get("key"), key):
         return OwnerIndex(cached["owners"].tolist(), cached["task_ids"], cached["owner_of"],
-                          cached["alias_owner"], cached["alias_base"], cached["hashes"], cached["by_hash"])
+                          cached["alias_owner"], cached["alias_base"], cached["hashes"], cached["by_hash"], key)
     try:
         index = _build(layout)
     except (TypeError, KeyError, IndexError, AttributeError):
         raise StateError("not the manifest staging writes", path=layout.manifest, field="tasks") from None
+    index = dataclasses.replace(index, key=key)
     _save(layout, key, index)
     return index
