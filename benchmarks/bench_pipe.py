@@ -63,8 +63,8 @@ def completed_in_records(run_dir: Path) -> int:
     return int(out)
 
 
-STATUS_IMPORTS = ("import numpy, pipe_rules.cli.main, pipe_rules.reporting.status, pipe_rules.store.owner_index, "
-                  "pipe_rules.store.ledger")
+STATUS_IMPORTS = ("import numpy, orjson, pipe_rules.cli.main, pipe_rules.reporting.status, pipe_rules.store.owner_index, "
+                  "pipe_rules.store.ledger, pipe_rules.store.ledger_summary")
 
 
 def status_startup_s() -> float:

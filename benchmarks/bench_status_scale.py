@@ -2,12 +2,15 @@
 """`pipe-rules status` on a run of N tasks without N task folders: a real run of 4 staged tasks
 whose manifest, run record and cost ledgers are then written as a run of N tasks would have them
 (N manifest lines of owners with 50 conformers each, `--done` ledger lines of COMPLETED attempts,
-2 in-flight tokens). The fast status path reads exactly these (the manifest through the owner
-index, the ledgers, the in-flight and ended folders), never a task folder or a pending token, so
+2 in-flight tokens, and the pending tokens once at most 60,000 are left). The fast status path
+reads exactly these (the manifest through the owner index, the ledgers, the in-flight and ended
+folders, and the pending tokens only once at most 50,000 are left), never a task folder, so
 this times it at 1,000,000 tasks without staging 5 million inodes (which take hours to remove on
-this disk). Prints the fastest of 3 calls of each view and the largest RSS.
+this disk). Prints, for each count of COMPLETED lines, the first call (it reads every ledger line
+into the ledgers' summary, costs/ledger-summary-v1.npz), then the fastest of 3 calls of each view
+(they read only what the ledgers gained since) and the largest RSS.
 
-    python benchmarks/bench_status_scale.py --tasks 1000000 --done 0 500000 990000
+    python benchmarks/bench_status_scale.py --tasks 1000000 --done 0 500000 940000 1000000
 """
 
 from __future__ import annotations
@@ -22,19 +25,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_measure import PY, cli, run_all  # noqa: E402
+from bench_measure import PY, cli, run_all, vm_rss_mb  # noqa: E402
 from bench_pipe import CONFORMERS, status_startup_s, write_campaign  # noqa: E402
 
 from pipe_rules.store.layout import RunLayout  # noqa: E402
 from pipe_rules.store.runrecord import read_run, update_run  # noqa: E402
 
 
-def grow(run_dir: Path, n: int) -> list[str]:
-    """The run's manifest and run record as for n tasks; returns the task ids in staging order."""
-    ids = [f"s{i // CONFORMERS}_conf_opt_{i % CONFORMERS}" for i in range(n)]
+def task_id(i: int) -> str:
+    """The i-th task in staging order (computed, not kept: see `main`)."""
+    return f"s{i // CONFORMERS}_conf_opt_{i % CONFORMERS}"
+
+
+def grow(run_dir: Path, n: int) -> None:
+    """The run's manifest and run record as for n tasks."""
     with open(run_dir / "manifest.tsv", "w") as handle:
-        for i, task_id in enumerate(ids):
-            handle.write(f"{task_id}\tshard-{i % 2:03d}\t{i:064x}\t{json.dumps(f's{i // CONFORMERS}')}\n")
+        for i in range(n):
+            handle.write(f"{task_id(i)}\tshard-{i % 2:03d}\t{i:064x}\t{json.dumps(f's{i // CONFORMERS}')}\n")
     layout = RunLayout(run_dir)
 
     def grown(record) -> None:
@@ -42,26 +49,55 @@ def grow(run_dir: Path, n: int) -> list[str]:
 
     update_run(layout, read_run(layout).lock_mode, grown)  # run.<generation>.json (store/versioned.py)
     (run_dir / "owner_index.npz").unlink(missing_ok=True)
-    return ids
 
 
-def ledger(run_dir: Path, ids: list[str], done: int) -> None:
+TOKENS_BELOW = 60_000  # status lists the pending tokens once at most 50,000 are left: then they exist
+
+
+def line(i: int) -> str:
+    return f"{task_id(i)}\t0\t1\t0.001\t0.001\t30.000\tCOMPLETED\n"
+
+
+def ledger(run_dir: Path, n: int, done: int) -> None:
+    """Tasks 0..done-1 COMPLETED (ledger lines of 2 workers), the next 2 in flight, the rest pending:
+    their tokens are written only when at most TOKENS_BELOW are left (above, status never lists them)."""
     costs = run_dir / "costs"
     shutil.rmtree(costs, ignore_errors=True)
     costs.mkdir()
     for w in range(2):
         with open(costs / f"worker-{w}.tsv", "w") as handle:
-            for task_id in ids[w:done:2]:
-                handle.write(f"{task_id}\t0\t1\t0.001\t0.001\t30.000\tCOMPLETED\n")
+            handle.writelines(line(i) for i in range(w, done, 2))
     inflight = run_dir / "queue" / "inflight"
     for name in os.listdir(inflight):
         os.unlink(inflight / name)
-    for task_id in ids[done:done + 2]:
-        (inflight / task_id).touch()
+    for i in range(done, min(done + 2, n)):
+        (inflight / task_id(i)).touch()
+    layout = RunLayout(run_dir)
+    shutil.rmtree(layout.pending_dir)
+    layout.pending_dir.mkdir()
+    if n - done - 2 <= TOKENS_BELOW:
+        for i in range(done + 2, n):
+            token = layout.pending_token(f"shard-{i % 2:03d}", task_id(i))
+            token.parent.mkdir(parents=True, exist_ok=True)
+            token.touch()
 
 
-def timed(run_dir: Path, *extra: str) -> tuple[float, float, dict]:
-    procs = [run_all([cli("status", str(run_dir), "--json", *extra)], capture=True)[0] for _ in range(3)]
+def append(run_dir: Path, n: int, start: int, count: int) -> int:
+    """`count` more COMPLETED lines from task `start` on (their pending tokens taken); how many."""
+    layout = RunLayout(run_dir)
+    stop = min(start + count, n)
+    with open(run_dir / "costs" / "worker-0.tsv", "a") as handle:
+        handle.writelines(line(i) for i in range(start, stop))
+    for i in range(start, stop):
+        layout.pending_token(f"shard-{i % 2:03d}", task_id(i)).unlink(missing_ok=True)
+    return max(0, stop - start)
+
+
+APPENDED = 10_000
+
+
+def timed(run_dir: Path, *extra: str, repeat: int = 3) -> tuple[float, float, dict]:
+    procs = [run_all([cli("status", str(run_dir), "--json", *extra)], capture=True)[0] for _ in range(repeat)]
     return min(p.seconds for p in procs), max(p.peak_rss_mb for p in procs), json.loads(procs[-1].stdout)
 
 
@@ -76,22 +112,30 @@ def main() -> None:
         config = write_campaign(folder, 4, 2)
         run_all([cli("stage", str(config))])
         run_dir = folder / "runs" / "bench" / "main"
-        ids = grow(run_dir, args.tasks)
+        grow(run_dir, args.tasks)  # the task ids are computed, never held: a child's peak RSS from wait4
+        # includes this process's RSS at fork (Linux keeps the pre-exec high-water mark), so this
+        # process must stay smaller than the status it measures
         startup = status_startup_s()
         print(f"status on {args.tasks:,} tasks (python {PY}); its start-up (interpreter + imports) {startup:.2f} s; "
-              f"load {os.getloadavg()[0]:.2f}", flush=True)
-        first = True
+              f"this benchmark's own RSS {vm_rss_mb(os.getpid()):.0f} MB; load {os.getloadavg()[0]:.2f}", flush=True)
+        ledger(run_dir, args.tasks, 0)
+        run_all([cli("status", str(run_dir), "--json")])  # builds the owner index once (staging does it too)
         for done in args.done:
-            ledger(run_dir, ids, done)
-            if first:  # the first call builds the owner index from the manifest once (staging does it too)
-                run_all([cli("status", str(run_dir), "--json")])
-                first = False
+            ledger(run_dir, args.tasks, done)
+            cold = timed(run_dir, repeat=1)  # reads every ledger line once (the cache of what it read is new)
             table, owners0 = timed(run_dir), timed(run_dir, "--owners", "0")
             counts = {k: v for k, v in table[2]["tasks"].items() if v}
-            print(f"  {done:>9,} COMPLETED in the ledgers: status {table[0]:.2f} s ({table[0] - startup:.2f} s net), "
+            print(f"  {done:>9,} COMPLETED in the ledgers: first call {cold[0]:.2f} s, {cold[1]:.0f} MB; then "
+                  f"status {table[0]:.2f} s ({table[0] - startup:.2f} s net), "
                   f"{table[1]:.0f} MB, {len(table[2]['owners']):,} owners; --owners 0 {owners0[0]:.2f} s "
                   f"({owners0[0] - startup:.2f} s net), {owners0[1]:.0f} MB; counts {counts}; "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
+            more = append(run_dir, args.tasks, done + 2, APPENDED)
+            if more:  # what a poll during a drain reads: the lines appended since the last call
+                grown = timed(run_dir, repeat=1)
+                counts = {k: v for k, v in grown[2]["tasks"].items() if v}
+                print(f"      then {more:,} lines appended: status {grown[0]:.2f} s, {grown[1]:.0f} MB; counts {counts}; "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

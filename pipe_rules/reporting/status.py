@@ -132,6 +132,14 @@ class StatusReader:
     def __init__(self, layout: RunLayout):
         self.layout = layout
         self._summary = None
+        self._index = None
+
+    def _owner_index(self):
+        """The owner index, loaded once while the manifest does not change (store/owner_index.py)."""
+        from pipe_rules.store.owner_index import load_owner_index
+
+        self._index = load_owner_index(self.layout, self._index)
+        return self._index
 
     def _ledgers(self, index):
         """The ledgers' summary (store/ledger_summary.py), brought up to date."""
@@ -179,9 +187,7 @@ class StatusReader:
         LIST_PENDING_BELOW tasks without a COMPLETED line (see the module's docstring)."""
         import numpy as np
 
-        from pipe_rules.store.owner_index import load_owner_index
-
-        index = load_owner_index(self.layout)
+        index = self._owner_index()
         if len(index.task_ids) != n_tasks:
             return None  # staging under way, or a manifest that does not match the run record
         summary = self._ledgers(index)
@@ -222,9 +228,7 @@ class StatusReader:
         with its base's state. Vectorised: 100,000 tasks take a few tens of milliseconds."""
         import numpy as np  # only here: the plain status must not pay for importing it
 
-        from pipe_rules.store.owner_index import load_owner_index
-
-        index = load_owner_index(self.layout)
+        index = self._owner_index()
         n = len(index.owners)
 
         def counted(owner_ids: np.ndarray) -> np.ndarray:

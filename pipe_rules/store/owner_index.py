@@ -166,13 +166,16 @@ def _save(layout: RunLayout, key: np.ndarray, index: OwnerIndex) -> None:
             pass
 
 
-def load_owner_index(layout: RunLayout) -> OwnerIndex:
-    """The run's owner index, rebuilt from the manifest when the manifest changed."""
+def load_owner_index(layout: RunLayout, previous: OwnerIndex | None = None) -> OwnerIndex:
+    """The run's owner index, rebuilt from the manifest when the manifest changed; `previous` (an
+    index this process loaded before) is returned as it is while the manifest has not changed."""
     try:
         key = _manifest_key(layout)
     except FileNotFoundError:
         empty = np.zeros(0, dtype=np.int64)
         return OwnerIndex([], id_array([]), empty, empty, id_array([]), np.zeros(0, dtype=np.uint64), empty)
+    if previous is not None and previous.key is not None and np.array_equal(previous.key, key):
+        return previous
     cached = _read_cached(layout)
     if cached is not None and np.array_equal(cached.get("key"), key):
         return OwnerIndex(cached["owners"].tolist(), cached["task_ids"], cached["owner_of"],
