@@ -15,6 +15,7 @@ from pipe_rules.execution.worker import run_worker
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store import versioned
 from pipe_rules.store.manifest import manifest_task_ids
+from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.taskstate import read_state
 
 
@@ -35,6 +36,10 @@ def test_real_files_match_the_generated_schemas_and_an_unknown_field_does_not(st
     run_worker(layout.root, install_signals=False, linger=False)
     validators = {name: Draft202012Validator(json.loads((folder() / f"{name}.schema.json").read_text()))
                   for name in SCHEMAS}
+    run = json.loads(versioned.current_path(layout.root, "run").read_text())
+    assert not list(validators["run"].iter_errors(run))
+    assert list(validators["run"].iter_errors({**run, "colour": "blue"}))
+    assert list(validators["run"].iter_errors({**run, "state": "DONE"}))
     for task_id in manifest_task_ids(layout):
         spec = json.loads(layout.spec(task_id).read_text())
         result = json.loads(layout.result(task_id, 0).read_text())
@@ -63,4 +68,19 @@ def test_a_bad_task_state_is_one_line_naming_the_file_and_field(staged_run, chan
     path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
     with pytest.raises(StateError) as caught:
         read_state(layout, task_id)
+    assert str(caught.value).startswith(f"{path}: {line}")
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"colour": "blue"}, "field '(top level)': unknown field(s) ('colour' was unexpected)"),
+    ({"state": "DONE"}, "field 'state': 'DONE' is not one of: CREATED, STAGED, RUNNING, COMPLETED, "),
+    ({"shards": 2.0}, "field 'shards': 2.0 is not of type 'integer'"),
+    ({"lease_s": None}, "field 'lease_s': None is not of type 'number'"),
+])
+def test_a_bad_run_record_is_one_line_naming_the_file_and_field(staged_run, change, line):
+    layout = staged_run(1)
+    path = versioned.current_path(layout.root, "run")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(StateError) as caught:
+        read_run(layout)
     assert str(caught.value).startswith(f"{path}: {line}")

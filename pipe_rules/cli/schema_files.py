@@ -15,6 +15,7 @@ from pipe_rules.contracts.models import json_schema
 from pipe_rules.contracts.result import ResultRecord
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.inputs.campaign import CampaignFile, config_schema
+from pipe_rules.store.runrecord import RunRecord
 from pipe_rules.store.taskstate import TaskStateRecord
 
 # file stem -> (model, title, adjustment of the generated document)
@@ -23,6 +24,7 @@ SCHEMAS = {
     "task_spec": (TaskSpec, "pipe_rules task spec", None),
     "result": (ResultRecord, "pipe_rules task attempt result (tasks/<bucket>/<task_id>/attempts/<n>/result.json)",
                None),
+    "run": (RunRecord, "pipe_rules run record (<run>/run.<generation>.json)", None),
     "task_state": (TaskStateRecord, "pipe_rules task state (tasks/<bucket>/<task_id>/state.<generation>.json)", None),
 }
 

@@ -9,11 +9,13 @@ mode, chosen once at staging for the filesystem the run lives on. Stored as vers
 from __future__ import annotations
 
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, StrictFloat, StrictInt, StrictStr, ValidationError
+
 from pipe_rules.contracts.errors import StateError
+from pipe_rules.contracts.models import FileModel, parse
 from pipe_rules.store import versioned
 from pipe_rules.store.fsio import parse_json
 from pipe_rules.store.layout import RunLayout
@@ -23,27 +25,35 @@ from pipe_rules.store.states import RunState, check_run_transition
 RUN_SCHEMA_VERSION = 1
 
 
-@dataclass
-class RunRecord:
-    run_id: str
-    campaign: str
-    name: str
-    key: dict[str, Any]
-    lock_mode: str
-    shards: int
-    max_attempts: int
-    lease_s: float
-    heartbeat_s: float
-    clock_skew_s: float
-    linger_s: float
-    lock_lease_s: float = SOFT_LEASE_S  # soft locks: a holder silent this long is taken for dead
-    filesystem: dict[str, Any] = field(default_factory=dict)  # what staging saw: type, mount options, why this mode
+# The one source of run.json's shape: it checks every version read and generates
+# contracts/schemas/run.schema.json. Assignments are not re-validated.
+class RunRecord(FileModel):
+    """One version of a run's record (<run>/run.<generation>.json): what the run is and the state it
+    is in. Workers take their settings from here, never from the node they run on."""
+
+    run_id: StrictStr
+    campaign: StrictStr
+    name: StrictStr
+    key: dict[str, Any] = Field(description="The homogeneity key: family, engine, level, cores, memory_mb, "
+                                "walltime_min, shared by every task of the run.")
+    lock_mode: StrictStr = Field(description="Locking chosen at staging for the run folder's filesystem.")
+    shards: StrictInt = Field(ge=1)
+    max_attempts: StrictInt = Field(ge=1)
+    lease_s: StrictFloat
+    heartbeat_s: StrictFloat
+    clock_skew_s: StrictFloat
+    linger_s: StrictFloat
+    lock_lease_s: StrictFloat = Field(SOFT_LEASE_S, description="Soft locks: a holder silent this long is "
+                                      "taken for dead.")
+    filesystem: dict[str, Any] = Field(default_factory=dict, description="What staging saw: type, mount "
+                                       "options, why this lock mode.")
     state: RunState = RunState.CREATED
-    n_tasks: int = 0
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    schema_version: int = RUN_SCHEMA_VERSION
+    n_tasks: StrictInt = 0
+    created_at: StrictFloat = Field(default_factory=time.time)
+    updated_at: StrictFloat = Field(default_factory=time.time)
+    history: list[dict[str, Any]] = Field(default_factory=list, description="Every transition: from, to, at, "
+                                          "reason.")
+    schema_version: StrictInt = RUN_SCHEMA_VERSION
 
     @property
     def family(self) -> str:
@@ -54,7 +64,8 @@ class RunRecord:
         return self.key["engine"]
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Shallow, keys in field order (the versions are encoded at once, never kept)."""
+        data = self.__dict__.copy()
         data["state"] = self.state.value
         return data
 
@@ -68,21 +79,16 @@ class RunRecord:
 
 
 def _parse(raw: bytes, path: Path) -> RunRecord:
+    """One pass from bytes to record; a file that fails it is parsed again the slow way, which
+    words the error (corrupt JSON, not an object, or the field at fault)."""
+    try:
+        return RunRecord.model_validate_json(raw)
+    except ValidationError:
+        pass
     data = parse_json(raw, path, "run metadata")
     if not isinstance(data, dict):
         raise StateError("run metadata is not a JSON object", path=path)
-    known = {f.name for f in fields(RunRecord)}
-    required = {f.name for f in fields(RunRecord) if f.default is MISSING and f.default_factory is MISSING}
-    missing = sorted(required - set(data))
-    unknown = sorted(set(data) - known)
-    if unknown or missing:
-        bad = (unknown or missing)[0]
-        raise StateError("unknown field" if unknown else "missing field", path=path, field=bad)
-    try:
-        data["state"] = RunState(data["state"])
-    except ValueError:
-        raise StateError(f"{data['state']!r} is not a run state", path=path, field="state") from None
-    return RunRecord(**data)
+    return parse(RunRecord, data, StateError, path)
 
 
 def _missing(path: Path) -> StateError:
