@@ -5,9 +5,10 @@ these names stay.
 """
 
 from pipe_rules.contracts.errors import ConfigError, PipeRulesError, SpecError, StagingError, StateError
+from pipe_rules.contracts.records import FailedTask
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.host.api import PipeAPI, RunHandle, RunPoll
-from pipe_rules.host.run_results import FailedTask, OwnerRecord, RunResults
+from pipe_rules.host.run_results import OwnerRecord, RunResults
 from pipe_rules.host.planner import PlannedRun, Plan, plan
 from pipe_rules.inputs.arc_input import ArcSpecies, read_arc_input
 

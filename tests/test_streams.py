@@ -8,12 +8,15 @@ import json
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import yaml
 from conftest import pipe_rules_cli, write_config
 
+from pipe_rules import api
 from pipe_rules.contracts.records import FailedTask, OwnerRecord, Summary
 from pipe_rules.contracts.spec import TaskSpec
 from pipe_rules.execution.worker import run_worker
+from pipe_rules.host.run_results import run_results
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
 from pipe_rules.reporting.ingest import ingest
@@ -94,6 +97,14 @@ def test_failed_tasks_are_lines_of_failed_jsonl_and_the_schema_holds(staged_run)
         FailedTask.model_validate(entry)
         assert entry["failure_class"] == "ess" and entry["failure_reason"] == "injected_failure"
     assert load_records(layout)["failed"] == failed
+    # the API's view of them (PipeAPI.collect) is that one model, frozen, under the same names
+    api_view = run_results("main", load_records(layout), layout).failed
+    assert api.FailedTask is FailedTask and all(isinstance(f, FailedTask) for f in api_view)
+    assert [(f.task_id, f.owner_key, f.status, f.attempt_index, f.failure_class, f.failure_reason)
+            for f in api_view] == [(f["task_id"], f["owner_key"], "FAILED_ESS", 0, "ess", "injected_failure")
+                                   for f in failed]
+    with pytest.raises(ValidationError):
+        api_view[0].status = "COMPLETED"
 
 
 @pytest.mark.parametrize("damage, field", [

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import ConfigDict
+
 from pipe_rules.contracts.models import FileModel
 
 RECORDS_SCHEMA_VERSION = 2
@@ -73,6 +75,10 @@ class OwnerRecord(FileModel):
 
 
 class FailedTask(FileModel):
+    """One task that did not complete (a line of failed.jsonl); also what PipeAPI.collect returns for it."""
+
+    model_config = ConfigDict(frozen=True)
+
     task_id: str
     owner_key: str
     status: str

@@ -1,10 +1,12 @@
-"""What PipeAPI.collect returns: a run's records.json as typed, frozen results for a host program."""
+"""What PipeAPI.collect returns: a run's records as typed, frozen results for a host program (a failed
+task is the model failed.jsonl is checked against, contracts.records.FailedTask)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from pipe_rules.contracts.records import FailedTask
 from pipe_rules.store.layout import RunLayout
 
 
@@ -32,17 +34,6 @@ class OwnerRecord:
 
 
 @dataclass(frozen=True)
-class FailedTask:
-    task_id: str
-    owner_key: str
-    status: str
-    attempt_index: int
-    failure_class: str | None
-    failure_reason: str | None
-    engine_message: str | None
-
-
-@dataclass(frozen=True)
 class RunResults:
     name: str
     run_id: str
@@ -67,7 +58,6 @@ def run_results(name: str, records: dict[str, Any], layout: RunLayout) -> RunRes
         energy = owner.get("e_elect_hartree", min(energies) if energies else None)
         owners[label] = OwnerRecord(label, owner["owner_type"], owner.get("charge"), owner.get("multiplicity"),
                                     energy, owner.get("most_stable_xyz"), conformers, owner)
-    failed = tuple(FailedTask(f["task_id"], f["owner_key"], f["status"], f["attempt_index"], f.get("failure_class"),
-                              f.get("failure_reason"), f.get("engine_message")) for f in records["failed"])
+    failed = tuple(FailedTask.model_validate(f) for f in records["failed"])  # the model failed.jsonl is read with
     return RunResults(name, records["run_id"], records["run_state"], records["family"], records["engine"],
                       records["level"], dict(records["task_counts"]), owners, failed, str(layout.records))
