@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from pipe_rules.store import hostid
 from pipe_rules.store.states import TERMINAL_RUN_STATES
 
@@ -59,12 +61,10 @@ class RunPoll:
         return self.run_state not in TERMINAL and not self.launcher_alive
 
 
-def start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (None where there is no /proc)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+def started_from_ticks(ticks: int) -> float:
+    """A start time in clock ticks after boot (handles written before `started`) as the epoch
+    seconds psutil gives (boot time + ticks / SC_CLK_TCK, as psutil computes it on Linux)."""
+    return psutil.boot_time() + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def reap(pid: int) -> None:
@@ -90,21 +90,7 @@ def pid_alive(handle: RunHandle) -> bool:
             return True  # cannot tell from here: never take a live launcher for dead
         return age < LAUNCHER_LEASE_S
     reap(handle.pid)
-    if handle.started is not None:
-        return hostid.pid_alive(handle.pid, handle.started)
-    try:
-        stat = Path(f"/proc/{handle.pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel
-        try:
-            os.kill(handle.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return False
-    return handle.start_ticks is None or int(fields[19]) == handle.start_ticks
+    started = handle.started
+    if started is None and handle.start_ticks is not None:
+        started = started_from_ticks(handle.start_ticks)
+    return hostid.pid_alive(handle.pid, started)
