@@ -130,17 +130,24 @@ def partial_drain(run_dir: Path, workers: int, seconds: float) -> dict:
             "completed_total": lines1, "status_mid": status_mid, "worker_peak_rss_mb": max(peaks.values())}
 
 
+def stage_and_status(folder: Path, n: int, workers: int):
+    """Stage the n-task campaign in `folder`, then time status with every task pending (the most
+    tokens to count): (run folder, the stage's Measured, status (seconds, MB))."""
+    config = write_campaign(folder, n, workers)
+    run_dir = folder / "runs" / "bench" / "main"
+    stage = run_all([cli("stage", str(config))])[0]
+    _said(n, "stage", stage)
+    status_pending = status_step(run_dir, repeat=2)
+    print(f"  {n:>9,} status, all pending: {status_pending[0]:.2f} s, {status_pending[1]:.0f} MB", flush=True)
+    return run_dir, stage, status_pending
+
+
 def bench_partial(n: int, workers: int, where: Path | None, drain_s: float) -> dict:
     """A size too big to drain on this machine: staged, status timed with every task pending, then
     `partial_drain` for `drain_s` seconds (its rate judged as the drain per task); no ingestion."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
     try:
-        config = write_campaign(folder, n, workers)
-        run_dir = folder / "runs" / "bench" / "main"
-        stage = run_all([cli("stage", str(config))])[0]
-        _said(n, "stage", stage)
-        status_pending = status_step(run_dir, repeat=2)
-        print(f"  {n:>9,} status, all pending: {status_pending[0]:.2f} s, {status_pending[1]:.0f} MB", flush=True)
+        run_dir, stage, status_pending = stage_and_status(folder, n, workers)
         floor_before = floor_ms(folder)
         drain = partial_drain(run_dir, workers, drain_s)
         floor_after = floor_ms(folder)
@@ -186,12 +193,7 @@ def wait_for_removals() -> None:
 def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
     try:
-        config = write_campaign(folder, n, workers)
-        run_dir = folder / "runs" / "bench" / "main"
-        stage = run_all([cli("stage", str(config))])[0]
-        _said(n, "stage", stage)
-        status_pending = status_step(run_dir, repeat=2)  # every task pending: the most tokens to count
-        print(f"  {n:>9,} status, all pending: {status_pending[0]:.2f} s, {status_pending[1]:.0f} MB", flush=True)
+        run_dir, stage, status_pending = stage_and_status(folder, n, workers)
         floor_before = floor_ms(folder)
         drain = run_all(worker_cmds(run_dir, workers))
         floor_after = floor_ms(folder)

@@ -57,6 +57,24 @@ def _v1_owner(layout: RunLayout, task_id: str) -> str:
         return ""
 
 
+def _lines(path, strict: bool) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline) of an append-only file; a missing file has none. A
+    last line without its newline is one a stager is appending right now (the reading stops there),
+    or, `strict`, a truncated file (an error)."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith("\n"):
+                if strict:
+                    raise StateError(f"line {number} is incomplete (a truncated file){TRUNCATED}", path=path,
+                                     field=f"line {number}")
+                return
+            yield number, line[:-1]
+
+
 def iter_entries(layout: RunLayout, strict: bool = True) -> Iterator[Entry]:
     """Every task of the run in staging order (stagers never list a task twice). `strict`: a last
     line without its newline is an error (a truncated file); without, it is skipped as the line a
@@ -66,26 +84,15 @@ def iter_entries(layout: RunLayout, strict: bool = True) -> Iterator[Entry]:
         for task_id, shard, fingerprint in old["tasks"]:
             yield Entry(task_id, shard, fingerprint, _v1_owner(layout, task_id))
         return
-    try:
-        handle = open(layout.manifest, encoding="utf-8")
-    except FileNotFoundError:
-        return
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.endswith("\n"):
-                if not strict:
-                    return
-                raise StateError(f"line {number} is incomplete (a truncated file){TRUNCATED}", path=layout.manifest,
-                                 field=f"line {number}")
-            parts = line[:-1].split("\t")
-            try:
-                task_id, shard, fingerprint, owner = parts
-                owner = json.loads(owner)
-                bytes.fromhex(fingerprint)
-            except ValueError:
-                raise StateError(f"line {number} is not task_id, shard, fingerprint, owner{TRUNCATED}",
-                                 path=layout.manifest, field=f"line {number}") from None
-            yield Entry(task_id, shard, fingerprint, owner)
+    for number, line in _lines(layout.manifest, strict):
+        try:
+            task_id, shard, fingerprint, owner = line.split("\t")
+            owner = json.loads(owner)
+            bytes.fromhex(fingerprint)
+        except ValueError:
+            raise StateError(f"line {number} is not task_id, shard, fingerprint, owner{TRUNCATED}",
+                             path=layout.manifest, field=f"line {number}") from None
+        yield Entry(task_id, shard, fingerprint, owner)
 
 
 def iter_aliases(layout: RunLayout) -> Iterator[tuple[str, dict]]:
@@ -95,25 +102,17 @@ def iter_aliases(layout: RunLayout) -> Iterator[tuple[str, dict]]:
         yield from old.get("aliases", {}).items()
         return
     seen: set[str] = set()
-    try:
-        handle = open(layout.aliases, encoding="utf-8")
-    except FileNotFoundError:
-        return
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.endswith("\n"):
-                break
-            try:
-                item = json.loads(line)
-                alias = {"of": item["of"], "owner_key": item["owner_key"],
-                         "ingestion_metadata": item["ingestion_metadata"]}
-                alias_id = item["task_id"]
-            except (ValueError, KeyError, TypeError):
-                raise StateError(f"line {number} is not an alias record{HINT}", path=layout.aliases,
-                                 field=f"line {number}") from None
-            if alias_id not in seen:
-                seen.add(alias_id)
-                yield alias_id, alias
+    for number, line in _lines(layout.aliases, strict=False):
+        try:
+            item = json.loads(line)
+            alias = {"of": item["of"], "owner_key": item["owner_key"], "ingestion_metadata": item["ingestion_metadata"]}
+            alias_id = item["task_id"]
+        except (ValueError, KeyError, TypeError):
+            raise StateError(f"line {number} is not an alias record{HINT}", path=layout.aliases,
+                             field=f"line {number}") from None
+        if alias_id not in seen:
+            seen.add(alias_id)
+            yield alias_id, alias
 
 
 def read_manifest(layout: RunLayout) -> dict:
