@@ -2,7 +2,8 @@
 # Test entry point, in CI's order: format, lint, import contract, tests.
 #   make test  (CI, .ci/run): the three checks, then the real schedulers are started and every test runs.
 #   make check (CHECK=1):     the three checks and the fast tests only (-m "not slow": no whole
-#                             Snakemake campaigns, real SLURM/SGE, benchmarks or storms), about a minute.
+#                             Snakemake campaigns, real SLURM/SGE, benchmarks or storms), about a minute,
+#                             in two processes (PYTEST_WORKERS=0: in this one).
 # A scheduler that cannot start is reported here and its tests skip with that reason (shown by
 # `pytest -ra`), never silently. Extra arguments go to pytest.
 set -uo pipefail
@@ -23,9 +24,13 @@ step "format: ruff check (pyflakes: undefined names, unused imports)" "$BIN/ruff
 step "lint: snakemake --lint" "$PY" -m pytest -q -p no:cacheprovider "$LINT_TEST"
 # the layering of pipe_rules/ (contract in pyproject.toml): a broken layer fails before any test runs
 step "import contract: lint-imports" "$BIN/lint-imports" --no-cache
+# The fast tests run in PYTEST_WORKERS processes (pytest-xdist; each test has its own tmp_path, run
+# folders, XDG_CONFIG_HOME and shared-filesystem subfolder); the slow ones share the real schedulers'
+# daemons and the shared-filesystem mounts, and time kills and leases: they run one at a time.
+FAST=(-m "not slow" -n "${PYTEST_WORKERS:-2}" --dist worksteal)
 if [ "${CHECK:-0}" = 1 ]; then
-  echo "== tests: the fast set (pytest -m 'not slow')"
-  exec "$PY" -m pytest -ra -m "not slow" --deselect "$LINT_TEST" "$@"
+  echo "== tests: the fast set (pytest -m 'not slow', ${PYTEST_WORKERS:-2} processes)"
+  exec "$PY" -m pytest -ra "${FAST[@]}" --deselect "$LINT_TEST" "$@"
 fi
 
 start() {  # start <name> <script> <env var that carries the reason to the tests>
@@ -47,5 +52,14 @@ start slurm tests/cluster/start_slurm.sh PIPE_RULES_SLURM_UNAVAILABLE
 [ -x tests/cluster/start_sge.sh ] && start sge tests/cluster/start_sge.sh PIPE_RULES_SGE_UNAVAILABLE
 # two client mounts each of a GlusterFS volume and an sshfs folder (tests/test_sharedfs.py)
 start sharedfs tests/cluster/start_sharedfs.sh PIPE_RULES_SHAREDFS_UNAVAILABLE
-echo "== tests: all of them"
-exec "$PY" -m pytest -ra --deselect "$LINT_TEST" "$@"
+if [ $# -gt 0 ]; then  # tests named on the command line: as given, one process
+  echo "== tests: $*"
+  exec "$PY" -m pytest -ra --deselect "$LINT_TEST" "$@"
+fi
+echo "== tests: the fast set (pytest -m 'not slow', ${PYTEST_WORKERS:-2} processes)"
+"$PY" -m pytest -ra "${FAST[@]}" --deselect "$LINT_TEST"
+fast=$?
+echo "== tests: the slow set (pytest -m slow, one process)"
+"$PY" -m pytest -ra -m slow --deselect "$LINT_TEST"
+slow=$?
+[ $fast = 0 ] && [ $slow = 0 ] || { echo "FAILED: fast tests exit $fast, slow tests exit $slow"; exit 1; }
