@@ -10,7 +10,8 @@ this disk). Prints, for each count of COMPLETED lines, the first call (it reads 
 into the ledgers' summary, costs/ledger-summary-v1.npz), then the fastest of 3 calls of each view
 (they read only what the ledgers gained since) and the largest RSS.
 
-    python benchmarks/bench_status_scale.py --tasks 1000000 --done 0 500000 940000 1000000
+    python benchmarks/bench_status_scale.py --tasks 1000000 --done 0 500000 940000 1000000 \
+        [--baseline-src DIR]   # DIR: `git archive COMMIT | tar -x -C DIR`, timed beside this code
 """
 
 from __future__ import annotations
@@ -96,9 +97,14 @@ def append(run_dir: Path, n: int, start: int, count: int) -> int:
 APPENDED = 10_000
 
 
-def timed(run_dir: Path, *extra: str, repeat: int = 3) -> tuple[float, float, dict]:
-    procs = [run_all([cli("status", str(run_dir), "--json", *extra)], capture=True)[0] for _ in range(repeat)]
+def timed(run_dir: Path, *extra: str, repeat: int = 3, code: dict | None = None) -> tuple[float, float, dict]:
+    procs = [run_all([cli("status", str(run_dir), "--json", *extra)], capture=True, **(code or {}))[0]
+             for _ in range(repeat)]
     return min(p.seconds for p in procs), max(p.peak_rss_mb for p in procs), json.loads(procs[-1].stdout)
+
+
+def fastest(calls: list[tuple[float, float, dict]]) -> tuple[float, float, dict]:
+    return min(c[0] for c in calls), max(c[1] for c in calls), calls[-1][2]
 
 
 def main() -> None:
@@ -106,7 +112,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--done", type=int, nargs="+", default=[0, 500_000])
     parser.add_argument("--where", type=Path)
+    parser.add_argument("--baseline-src", type=Path,
+                        help="a source tree of other code (e.g. `git archive COMMIT | tar -x -C DIR`): each status "
+                             "call is also made with it (PYTHONPATH, cwd), interleaved, on the same run")
     args = parser.parse_args()
+    codes = {"this code": {}}
+    if args.baseline_src:
+        src = str(args.baseline_src.resolve())
+        codes["baseline"] = {"env": dict(os.environ, PYTHONPATH=src), "cwd": src}
     folder = Path(tempfile.mkdtemp(prefix="bench-status-", dir=args.where))
     try:
         config = write_campaign(folder, 4, 2)
@@ -117,25 +130,33 @@ def main() -> None:
         # process must stay smaller than the status it measures
         startup = status_startup_s()
         print(f"status on {args.tasks:,} tasks (python {PY}); its start-up (interpreter + imports) {startup:.2f} s; "
-              f"this benchmark's own RSS {vm_rss_mb(os.getpid()):.0f} MB; load {os.getloadavg()[0]:.2f}", flush=True)
+              f"this benchmark's own RSS {vm_rss_mb(os.getpid()):.0f} MB; load {os.getloadavg()[0]:.2f}"
+              + (f"; baseline: {args.baseline_src}" if args.baseline_src else ""), flush=True)
         ledger(run_dir, args.tasks, 0)
         run_all([cli("status", str(run_dir), "--json")])  # builds the owner index once (staging does it too)
         for done in args.done:
             ledger(run_dir, args.tasks, done)
-            cold = timed(run_dir, repeat=1)  # reads every ledger line once (the cache of what it read is new)
-            table, owners0 = timed(run_dir), timed(run_dir, "--owners", "0")
-            counts = {k: v for k, v in table[2]["tasks"].items() if v}
-            print(f"  {done:>9,} COMPLETED in the ledgers: first call {cold[0]:.2f} s, {cold[1]:.0f} MB; then "
-                  f"status {table[0]:.2f} s ({table[0] - startup:.2f} s net), "
-                  f"{table[1]:.0f} MB, {len(table[2]['owners']):,} owners; --owners 0 {owners0[0]:.2f} s "
-                  f"({owners0[0] - startup:.2f} s net), {owners0[1]:.0f} MB; counts {counts}; "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
-            more = append(run_dir, args.tasks, done + 2, APPENDED)
-            if more:  # what a poll during a drain reads: the lines appended since the last call
-                grown = timed(run_dir, repeat=1)
-                counts = {k: v for k, v in grown[2]["tasks"].items() if v}
-                print(f"      then {more:,} lines appended: status {grown[0]:.2f} s, {grown[1]:.0f} MB; counts {counts}; "
+            cold = {name: timed(run_dir, repeat=1, code=code) for name, code in codes.items()}  # every line read
+            tables: dict[str, list] = {name: [] for name in codes}
+            bare: dict[str, list] = {name: [] for name in codes}
+            for _ in range(3):  # interleaved: the machine's load moves under both alike
+                for name, code in codes.items():
+                    tables[name].append(timed(run_dir, repeat=1, code=code))
+                    bare[name].append(timed(run_dir, "--owners", "0", repeat=1, code=code))
+            for name in codes:
+                table, owners0 = fastest(tables[name]), fastest(bare[name])
+                counts = {k: v for k, v in table[2]["tasks"].items() if v}
+                print(f"  {done:>9,} COMPLETED in the ledgers, {name}: first call {cold[name][0]:.2f} s, "
+                      f"{cold[name][1]:.0f} MB; then status {table[0]:.2f} s ({table[0] - startup:.2f} s net), "
+                      f"{table[1]:.0f} MB, {len(table[2]['owners']):,} owners; --owners 0 {owners0[0]:.2f} s "
+                      f"({owners0[0] - startup:.2f} s net), {owners0[1]:.0f} MB; counts {counts}; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
+            more = append(run_dir, args.tasks, done + 2, APPENDED)
+            for name, code in reversed(codes.items()) if more else ():  # a poll during a drain: the new lines
+                grown = timed(run_dir, repeat=1, code=code)
+                counts = {k: v for k, v in grown[2]["tasks"].items() if v}
+                print(f"      then {more:,} lines appended, {name}: status {grown[0]:.2f} s, {grown[1]:.0f} MB; "
+                      f"counts {counts}; load {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

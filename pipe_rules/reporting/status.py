@@ -39,7 +39,6 @@ from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.ledger import LineCounts
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import RunState, TaskState, run_state_from_counts
-from pipe_rules.store.taskstate import read_state
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,6 +106,8 @@ def _token_counts(names: dict[TaskState, list[str]], total: int) -> Counter | No
 
 
 def _state_counts(layout: RunLayout) -> tuple[Counter, list[str], dict[str, TaskState]]:
+    from pipe_rules.store.taskstate import read_state  # here: its pydantic model costs the fast path ~0.1 s
+
     counts: Counter[TaskState] = Counter()
     unreadable = []
     states: dict[str, TaskState] = {}
