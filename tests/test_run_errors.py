@@ -47,7 +47,7 @@ def test_a_resumed_campaign_skips_the_input_check_and_an_edited_one_is_checked_a
     from pipe_rules.host.workflow_support import staged_as_configured
     from pipe_rules.inputs import chem
     from pipe_rules.inputs.config import load_campaign
-    from pipe_rules.inputs.staging import check_campaign
+    from pipe_rules.inputs.campaign_checks import check_campaign
 
     species = [{"label": "ethanol", "smiles": "CCO"}, {"label": "methane", "smiles": "C"}]
     config = write_config(tmp_path, species=species, runs=[{"name": "a", "family": "species_sp"}])

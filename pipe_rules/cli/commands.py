@@ -19,7 +19,8 @@ RESULTS_TABLE_OWNERS = 1000  # rows `results` prints by default: a run can have 
 
 def cmd_stage(args) -> int:
     from pipe_rules.inputs.config import load_campaign
-    from pipe_rules.inputs.staging import check_campaign, stage_run
+    from pipe_rules.inputs.campaign_checks import check_campaign
+    from pipe_rules.inputs.staging import stage_run
 
     campaign = load_campaign(args.config)
     check_campaign(campaign)  # nothing is staged unless every run and species can be

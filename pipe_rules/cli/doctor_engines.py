@@ -20,7 +20,7 @@ GEOMETRIC_USERS = {("tblite", "ts_opt"), ("tblite", "irc"), ("pyscf", "conf_opt"
 
 def check_config(path: Path) -> tuple[Campaign | None, Check]:
     """load_campaign, plus what staging checks per run (engine known, family and level supported)."""
-    from pipe_rules.inputs.staging import check_campaign
+    from pipe_rules.inputs.campaign_checks import check_campaign
 
     try:
         campaign = load_campaign(path)

@@ -44,7 +44,7 @@ from pipe_rules.host.run_results import RunResults, run_results
 from pipe_rules.inputs.arc_input import ArcSpecies, parse_arc_species
 from pipe_rules.inputs.config import load_campaign, parse_campaign
 from pipe_rules.inputs.spec_parts import check_species
-from pipe_rules.inputs.staging import check_campaign, check_engine
+from pipe_rules.inputs.campaign_checks import check_campaign, check_engine
 from pipe_rules.reporting.ingest import ingest
 from pipe_rules.reporting.status import run_status
 from pipe_rules.store.cancel import cancel_run

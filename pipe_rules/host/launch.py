@@ -22,7 +22,7 @@ from pipe_rules.host.profiles import resolve_profile
 from pipe_rules.host.resources import snakefile
 from pipe_rules.host.workflow_support import staged_as_configured
 from pipe_rules.inputs.config import load_campaign
-from pipe_rules.inputs.staging import check_campaign
+from pipe_rules.inputs.campaign_checks import check_campaign
 from pipe_rules.reporting.progress import CampaignProgress
 from pipe_rules.reporting.report_table import print_table, results_table
 from pipe_rules.store.fsio import read_json

@@ -11,7 +11,7 @@ token is created only if absent, and the manifest is appended to under a short l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +19,9 @@ import numpy as np
 
 from pipe_rules.contracts.errors import ConfigError, SpecError, StagingError, StateError
 from pipe_rules.contracts.spec import TaskSpec
-from pipe_rules.engines import UnknownEngineError, get_engine
 from pipe_rules.inputs.builders import specs_from_records, specs_from_species
 from pipe_rules.inputs.campaign import Campaign, RunConfig
+from pipe_rules.inputs.campaign_checks import check_engine, check_key
 from pipe_rules.inputs.spec_parts import check_species
 from pipe_rules.inputs.tasks_file import iter_tasks_file, specs_from_tasks_file
 from pipe_rules.store.filesystem import choose_lock_mode, describe
@@ -58,53 +58,6 @@ class StageReport:
             text += (f"; kept {self.removed_tasks} staged task(s) of {len(self.removed_owners)} owner(s) no longer "
                      f"in the config, with their results: {', '.join(self.removed_owners)}")
         return text
-
-
-def check_engine(campaign: Campaign, run: RunConfig) -> None:
-    where = f"runs.{campaign.runs.index(run)}"
-    try:
-        engine = get_engine(run.engine)
-    except UnknownEngineError as exc:
-        raise ConfigError(str(exc), path=campaign.source, field=f"{where}.engine") from None
-    if run.family not in engine.families:
-        raise ConfigError(f"engine {run.engine!r} cannot run family {run.family!r} "
-                          f"(it runs: {', '.join(sorted(engine.families))})", path=campaign.source, field=f"{where}.family")
-    if engine.levels is not None and run.level not in engine.levels:
-        raise ConfigError(f"engine {run.engine!r} has no level {run.level!r} (levels: {', '.join(sorted(engine.levels))})",
-                          path=campaign.source, field=f"{where}.level")
-
-
-def check_campaign(campaign: Campaign, fresh: Collection[str] = ()) -> None:
-    """The whole campaign as staging will see it, before anything is staged or submitted: every
-    run's engine, family and level; its tasks file's specs; every species' structure (RDKit) and
-    geometries; and no run already staged with another family/engine/level/resources. Raises the
-    same one-line errors staging would.
-
-    `fresh`: runs staged from exactly this config (pipe-rules run asks workflow_support): staging
-    will not read their inputs again, so neither does this check (a tasks file of 1,000,000 specs,
-    20,000 SMILES through RDKit: tens of seconds before a resumed campaign could start). Species
-    are checked unless every run is fresh; each distinct structure is parsed once."""
-    for run in campaign.runs:
-        check_engine(campaign, run)
-        if run.tasks_file and run.name not in fresh:
-            for _ in iter_tasks_file(run):  # every spec checked, none kept: a tasks file can hold 1,000,000
-                pass
-        layout = RunLayout(campaign.run_dir(run.name))
-        if run_exists(layout):
-            _check_key(read_run(layout), run, layout)
-    if all(run.name in fresh for run in campaign.runs):
-        return
-    parsed: set = set()
-    for species in campaign.species:
-        check_species(species, parsed)
-
-
-def _check_key(record: RunRecord, run: RunConfig, layout: RunLayout) -> None:
-    if record.key != run.homogeneity_key:
-        diff = {k: (record.key.get(k), v) for k, v in run.homogeneity_key.items() if record.key.get(k) != v}
-        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-        raise StagingError(f"run was staged with a different family/engine/level/resources ({changes}); "
-                           "one run holds one kind of task: give the run a new name", path=layout.run_json)
 
 
 def build_specs(campaign: Campaign, run: RunConfig, skipped: list[str] | None = None) -> list[TaskSpec]:
@@ -271,7 +224,7 @@ def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecor
             raise StagingError(f"run was staged with lock_mode {record.lock_mode!r}, the config now says "
                                f"{campaign.lock_mode!r}; one run uses one lock mode: set it back or give the run a "
                                "new name", path=layout.run_json)
-        _check_key(record, run, layout)
+        check_key(record, run, layout)
         return record
     for sub in (layout.tasks_dir, layout.pending_dir, layout.inflight_dir, layout.shards_dir,
                 layout.results_dir, layout.logs_dir, layout.root / "locks"):
@@ -321,5 +274,5 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
     return state.shard, False
 
 
-__all__ = ["StageReport", "stage_run", "build_specs", "check_campaign", "spec_source", "specs_from_tasks_file",
+__all__ = ["StageReport", "stage_run", "build_specs", "spec_source", "specs_from_tasks_file",
            "iter_tasks_file"]
