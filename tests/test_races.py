@@ -80,17 +80,18 @@ def test_reconcile_while_a_claim_is_half_done_leaves_the_task_a_token(staged_run
     layout = staged_run(1, shards=1)
     task_id = manifest_task_ids(layout)[0]
     picker = _picker(layout, "A")
-    real = lifecycle.update_state
+    real = lifecycle.commit_next
     reports = []
 
-    def reconcile_first(layout_, task, mode, change):
+    def reconcile_first(layout_, task, base, record):
         if not reports:
             reports.append(reconcile(layout_))  # token already in inflight/, state still PENDING
-        return real(layout_, task, mode, change)
+        return real(layout_, task, base, record)
 
-    monkeypatch.setattr(lifecycle, "update_state", reconcile_first)
+    monkeypatch.setattr(lifecycle, "commit_next", reconcile_first)
     claim = picker.next_claim()
     monkeypatch.undo()
+    assert reports, "the reconciler did not run inside the claim's window"
     assert claim is not None and read_state(layout, task_id).status is S.RUNNING
     tokens = [layout.inflight_token(task_id).exists(), layout.pending_token(SHARD, task_id).exists()]
     assert tokens.count(True) == 1, f"in-flight, pending token present: {tokens}"
@@ -120,9 +121,13 @@ def test_a_lingering_worker_claims_a_task_stranded_behind_its_inflight_token(sta
 def test_lock_timeout_while_claiming_puts_the_token_back(staged_run, monkeypatch):
     """A claim whose bucket lock is held by a stuck process times out. Before, the timeout was a
     StateError: the claim treated the state as corrupt and dropped the token (task PENDING with no
-    token until a full reconcile). Now the token goes back and the task is claimed once the lock is free."""
+    token until a full reconcile). Now the token goes back and the task is claimed once the lock is free.
+    Only a retry's claim takes the lock (a first attempt's creates version 2 without it), so the task
+    is handed back once first."""
     layout = staged_run(1, shards=1)
     task_id = manifest_task_ids(layout)[0]
+    mode = read_run(layout).lock_mode
+    release(layout, _picker(layout, "A").next_claim(), mode, "walltime")  # PENDING again, attempt 1
     monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
     holder = os.open(layout.state_lock(task_id), os.O_RDWR | os.O_CREAT)
     try:
@@ -133,7 +138,29 @@ def test_lock_timeout_while_claiming_puts_the_token_back(staged_run, monkeypatch
     finally:
         os.close(holder)
     claim = _picker(layout, "A").next_claim()
-    assert claim is not None and claim.task_id == task_id
+    assert claim is not None and claim.task_id == task_id and claim.attempt_index == 1
+
+
+def test_a_first_claim_and_its_finish_take_no_lock(staged_run, monkeypatch):
+    """The drain path of a first attempt (claim, heartbeat, finish) commits by exclusive creation
+    alone: a stuck holder of the task's lock does not delay it (before: every claim and finish waited
+    for the lock, two opens and two flocks per task)."""
+    layout = staged_run(1, shards=1)
+    task_id = manifest_task_ids(layout)[0]
+    mode = read_run(layout).lock_mode
+    monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
+    holder = os.open(layout.state_lock(task_id), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        claim = _picker(layout, "A").next_claim()
+        assert claim is not None
+        lifecycle.renew_lease(layout, claim, mode, 30.0)
+        assert finish(layout, claim, mode, S.COMPLETED).status is S.COMPLETED
+    finally:
+        os.close(holder)
+    assert read_state(layout, task_id).status is S.COMPLETED
+    assert sorted(os.listdir(layout.task_dir(task_id))) == [
+        "attempts", "spec.json", "state.1.json", "state.2.json", "state.3.json", "state.4.json"]
 
 
 def test_reconcile_never_rebuilds_a_state_whose_lock_timed_out(staged_run, monkeypatch):

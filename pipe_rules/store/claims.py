@@ -12,14 +12,13 @@ guard: two workers can never both own a task, even if an NFS retry makes a renam
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections import deque
 from typing import Iterator
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.store.fsio import remove_if_present, vanished
+from pipe_rules.store.fsio import move_if_present as _take, remove_if_present
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import Claim, claim_and_start
 from pipe_rules.store.locks import LockTimeout
@@ -37,6 +36,7 @@ class TaskPicker:
         self._cache: dict[str, deque[str]] = {}
         self._buckets: dict[str, deque[str]] = {}
         self._empty_at: dict[str, float] = {}
+        self._shards: list[str] | None = None  # listed once, and again only when every queue looked empty
 
     def _shard_order(self) -> list[str]:
         try:
@@ -50,9 +50,10 @@ class TaskPicker:
 
     def _candidates(self, shard: str) -> Iterator[str]:
         """Yield token names bucket by bucket (tokens sit in up to 256 bucket folders per shard, so no
-        folder grows huge). Each bucket is listed when reached and dropped once it lists empty; the
-        shard folder is listed again only after a pass over all its buckets, so a drain lists each
-        folder about once instead of re-scanning empty buckets for every claim."""
+        folder grows huge). Each bucket is listed once when reached and then dropped; the shard folder
+        (and so every bucket) is listed again only after a pass over all its buckets, so a drain lists
+        each folder once instead of re-scanning buckets for every claim. A token re-queued into a
+        bucket already passed is found by that next pass."""
         tokens = self._cache.setdefault(shard, deque())
         buckets = self._buckets.setdefault(shard, deque())
         root = self.layout.pending_shard_dir(shard)
@@ -70,25 +71,25 @@ class TaskPicker:
                 relisted = True
                 continue
             try:
-                names = sorted(os.listdir(root / buckets[0]), reverse=shard != self.own_shard)
+                tokens.extend(sorted(os.listdir(root / buckets.popleft()), reverse=shard != self.own_shard))
             except FileNotFoundError:
-                names = []
-            if names:
-                tokens.extend(names)
-            else:
-                buckets.popleft()
+                pass
 
     def next_claim(self) -> Claim | None:
         """Claim the next PENDING task, own shard first; None when every queue is empty.
 
         A shard found empty is skipped for RECHECK_S seconds (re-queued retries land in it rarely);
-        before giving up, every shard is listed afresh once."""
+        before giving up, the shards are listed afresh (a new stage may have added one) and each is
+        tried once more."""
         now = time.monotonic()
-        fresh = [s for s in self._shard_order() if now - self._empty_at.get(s, -RECHECK_S) >= RECHECK_S]
+        if self._shards is None:
+            self._shards = self._shard_order()
+        fresh = [s for s in self._shards if now - self._empty_at.get(s, -RECHECK_S) >= RECHECK_S]
         claim = self._claim_from(fresh)
         if claim is None:
             self._empty_at.clear()
-            claim = self._claim_from(self._shard_order())
+            self._shards = self._shard_order()
+            claim = self._claim_from(self._shards)
         return claim
 
     def _claim_from(self, shards: list[str]) -> Claim | None:
@@ -129,17 +130,3 @@ class TaskPicker:
                                    inflight_placed=True)
         except LockTimeout:
             return None
-
-
-def _take(token, inflight) -> bool:
-    """Move a pending token to the in-flight folder; False if another worker moved it first."""
-    try:
-        os.rename(token, inflight)
-        return True
-    except OSError as exc:
-        if not vanished(exc):
-            raise
-        if exc.errno == errno.ESTALE or inflight.parent.is_dir():
-            return False
-    inflight.parent.mkdir(parents=True, exist_ok=True)  # queue/inflight/ removed by hand: make it again
-    return _take(token, inflight)

@@ -19,6 +19,7 @@ import orjson
 
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store.hostid import pid_alive
+from pipe_rules.store.noreplace import exclusive_rename
 
 _HOST = socket.gethostname()
 
@@ -105,26 +106,39 @@ def taken_by_other(exc: OSError, path: Path) -> bool:
     return isinstance(exc, FileExistsError) or (exc.errno == errno.EPERM and os.path.lexists(path))
 
 
-def write_new_json(path: Path, data: Any) -> bool:
-    """Create `path` only if it does not exist yet; return True if this call created it.
+def create_new(path: Path, data: bytes) -> bool:
+    """Create `path` with `data` only if the name is free; True if this call created it.
 
-    The content goes to a temp file first and is then hard-linked to `path`: link fails if the
-    name exists (atomic also over NFS, unlike O_EXCL on old clients), and readers never see a half
-    file. Concurrent creators: exactly one wins, the others leave the winner's file alone."""
+    The content goes to a temp file first and then takes the name exclusively: readers never see a
+    half file, and of concurrent creators exactly one wins (the others leave the winner's file
+    alone). The exclusive step is `renameat2(RENAME_NOREPLACE)` on a local filesystem that honours
+    it (one call instead of link + unlink), else a hard link (atomic also over NFS and FUSE)."""
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
+    _write_file(tmp, data)
     try:
-        _write_file(tmp, compact_json(data))
+        if exclusive_rename(tmp, path):
+            return True
         os.link(tmp, path)
-        return True
+        linked = True
     except OSError as exc:
-        if taken_by_other(exc, path):
-            return False
-        raise
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if not taken_by_other(exc, path):
+            _unlink_quietly(tmp)
+            raise
+        linked = False
+    _unlink_quietly(tmp)
+    return linked
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_new_json(path: Path, data: Any) -> bool:
+    """Create a JSON file only if it does not exist yet (see create_new); True if this call created it."""
+    return create_new(path, compact_json(data))
 
 
 def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
@@ -167,6 +181,25 @@ def touch_new(path: Path) -> bool:
         raise
     os.close(fd)
     return True
+
+
+def move_if_present(src: Path, dst: Path) -> bool:
+    """Rename a queue token; False if `src` is gone (another process moved it first). A missing
+    destination folder (removed by hand) is made again."""
+    try:
+        os.rename(src, dst)
+        return True
+    except OSError as exc:
+        if not vanished(exc):
+            raise
+        if exc.errno == errno.ESTALE or dst.parent.is_dir():
+            return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(src, dst)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def remove_if_present(path: Path) -> bool:

@@ -1,26 +1,50 @@
-"""Every task transition the system makes, each one atomic under the task's lock.
+"""Every task transition the system makes, each one a compare-and-set on the task's state versions.
 
-The ownership check (claim token) and the write that depends on it happen inside the same
-critical section, so a worker whose task was orphaned and re-claimed can never overwrite the new
-owner's state (ARC's check-then-write race).
+The ownership check (claim token) and the write that depends on it are one step: the write is the
+exclusive creation of the next version, so a worker whose task was orphaned and re-claimed can
+never overwrite the new owner's state (ARC's check-then-write race).
+
+The drain path (claim, heartbeat, finish) takes no lock and, after the claim, reads nothing: the
+claim reads the staged version 1 by name and creates version 2; the worker then remembers the
+version it last wrote (`Held`) and commits the next one from memory. A name taken means someone
+else wrote (a cancel, a reconciler, another claimer): then the full locked read-change-commit
+decides. That is exact because of the pruning rule: a task state's versions are never removed
+except the owning worker's own heartbeat versions (not its claim version), so the name after a
+PENDING version (a claim's base) or after the owner's latest version (its heartbeat's and finish's
+base) is free only if nobody ever wrote it. Writers that read their base (cancel, reconcile) keep
+the lock and the check after the commit (versioned.commit), which voids a commit onto a pruned
+heartbeat name.
 """
 
 from __future__ import annotations
 
-import errno
 import os
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pipe_rules.contracts.errors import InvalidTransition, OwnershipLost
-from pipe_rules.store.fsio import remove_if_present, touch_new, vanished
+from pipe_rules.contracts.errors import InvalidTransition, OwnershipLost, StateError
+from pipe_rules.store.fsio import move_if_present as _move, remove_if_present, touch_new
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TASK_TRANSITIONS, TERMINAL_TASK_STATES, TaskState
-from pipe_rules.store.taskstate import NO_WRITE, TaskStateRecord, update_state
+from pipe_rules.store.taskstate import (NO_WRITE, TaskStateRecord, commit_next, read_version, remove_version,
+                                        update_state)
+from pipe_rules.store.versioned import KEEP_SUPERSEDED_S
 
 S = TaskState
 ENDED_STATES = frozenset({S.FAILED_ESS, S.FAILED_TERMINAL, S.CANCELLED})  # terminal, not COMPLETED
+
+
+@dataclass
+class Held:
+    """What the owning worker knows of its task's state: the generation it last committed and that
+    version's record. `generation` None: someone else wrote; read before writing again."""
+    generation: int | None
+    record: TaskStateRecord
+    claim_generation: int
+    beats: list[tuple[int, float]] = field(default_factory=list)  # own heartbeat versions superseded, when
+    guard: threading.Lock = field(default_factory=threading.Lock)  # the heartbeat thread and the worker
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,7 @@ class Claim:
     token: str
     worker_id: str
     attempt_index: int
+    held: Held | None = field(default=None, compare=False, repr=False)
 
 
 def _requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
@@ -47,24 +72,6 @@ def _touch(path) -> bool:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         return touch_new(path)
-
-
-def _move(src, dst) -> bool:
-    """Move a token; False if `src` is gone (another process moved it)."""
-    try:
-        os.rename(src, dst)
-        return True
-    except OSError as exc:
-        if not vanished(exc):
-            raise
-        if exc.errno == errno.ESTALE or not os.path.lexists(src):
-            return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(src, dst)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def _restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
@@ -116,12 +123,54 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
         record.move(S.RUNNING, worker_id, started_at=now)
         return Claim(task_id, token, worker_id, record.attempt_index)
 
-    record, claim = update_state(layout, task_id, lock_mode, change)
+    try:
+        first = read_version(layout, task_id, 1)  # a first attempt: the version staging wrote, by name
+    except StateError:  # e.g. a corrupt version 1 that reconcile rebuilt as version 2: the full read decides
+        first = None
+    if first is not None and first.status is S.PENDING:
+        claim = change(first)
+        if commit_next(layout, task_id, 1, first):
+            return Claim(task_id, token, worker_id, claim.attempt_index, Held(2, first, 2))
+    # a retry, an old run's layout, or version 2 taken by someone else: read the current version
+    committed: list[int] = []
+    record, claim = update_state(layout, task_id, lock_mode, change, on_commit=committed.append)
     if claim is NO_WRITE:
         if record.status in TERMINAL_TASK_STATES:  # a stray token of an ended task; in flight: not ours to touch
             repair_tokens(layout, record)
         return None
-    return claim
+    return Claim(task_id, token, worker_id, claim.attempt_index, Held(committed[-1], record, committed[-1]))
+
+
+def _commit_held(layout: RunLayout, claim: Claim, change) -> TaskStateRecord | None:
+    """Apply `change` to the version this worker last committed and commit it as the next one, from
+    memory (see the module docstring); None if the claim holds nothing known or the name is taken
+    (someone else wrote: the caller reads and decides)."""
+    held = claim.held
+    if held is None:
+        return None
+    with held.guard:
+        if held.generation is None:
+            return None
+        base, record = held.generation, held.record
+        held.generation = None  # until this commit is known to have landed
+        change(record)
+        if not commit_next(layout, claim.task_id, base, record):
+            return None
+        held.generation = base + 1
+        if base > held.claim_generation:  # a heartbeat version of ours, superseded just now
+            held.beats.append((base, time.monotonic()))
+        _prune_beats(layout, claim.task_id, held)
+        return record
+
+
+def _prune_beats(layout: RunLayout, task_id: str, held: Held) -> None:
+    """Remove own heartbeat versions superseded KEEP_SUPERSEDED_S ago (a reader whose listing lags
+    probes upward from the newest version it lists, so recent ones stay): a task heart-beating for
+    hours keeps a few versions, not one per beat. The claim version is never removed: its name
+    follows a PENDING version, which a stalled claimer may still try to create."""
+    now = time.monotonic()
+    while held.beats and now - held.beats[0][1] >= KEEP_SUPERSEDED_S:
+        remove_version(layout, task_id, held.beats.pop(0)[0])
 
 
 def _owned(record: TaskStateRecord, claim: Claim) -> None:
@@ -140,7 +189,8 @@ def renew_lease(layout: RunLayout, claim: Claim, lock_mode: str, lease_s: float)
         record.heartbeat_at = now
         record.lease_expires_at = max(record.lease_expires_at or now, now + lease_s)
 
-    update_state(layout, claim.task_id, lock_mode, change)
+    if _commit_held(layout, claim, change) is None:  # someone else wrote: raises OwnershipLost if taken away
+        update_state(layout, claim.task_id, lock_mode, change)
 
 
 def finish(layout: RunLayout, claim: Claim, lock_mode: str, outcome: TaskState,
@@ -158,7 +208,9 @@ def finish(layout: RunLayout, claim: Claim, lock_mode: str, outcome: TaskState,
         else:
             record.clear_claim()
 
-    record, _ = update_state(layout, claim.task_id, lock_mode, change)
+    record = _commit_held(layout, claim, change)
+    if record is None:  # someone else wrote since this worker's last version: read it (raises OwnershipLost)
+        record, _ = update_state(layout, claim.task_id, lock_mode, change)
     _restore_token(layout, record)
     return record
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store.fsio import read_json, remove_if_present, stale_temp_reason
-from pipe_rules.store import versioned
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens, requeue_stranded
 from pipe_rules.store.locks import LockTimeout, set_soft_lease
@@ -161,8 +160,6 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False)
             repair_tokens(layout, state)
             if state.status is TaskState.PENDING:
                 requeue_stranded(layout, state)
-        if sweep_temps and state.status in TERMINAL_TASK_STATES:
-            versioned.prune(layout.task_dir(task_id), "state", versioned.generations(layout.task_dir(task_id), "state")[:-1])
         counts[state.status] += 1
     if repair:
         _drop_stale_inflight(layout)

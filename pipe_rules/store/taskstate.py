@@ -143,7 +143,29 @@ def write_rebuilt_state(layout: RunLayout, record: TaskStateRecord) -> bool:
     gen = versioned.current(folder, "state")
     if gen is None:
         return versioned.create(folder, "state", record.as_dict())
-    return versioned.commit(folder, "state", gen, record.as_dict())
+    return versioned.commit(folder, "state", gen, record.as_dict(), prune_old=False)
+
+
+def read_version(layout: RunLayout, task_id: str, generation: int) -> TaskStateRecord | None:
+    """One version of the task's state opened by name, no listing (None if that name does not exist):
+    a claim reads generation 1, the version staging wrote, and then tries to commit generation 2."""
+    folder = layout.task_dir(task_id)
+    raw = versioned.read_version(folder, "state", generation)
+    return None if raw is None else _parse(raw, versioned.path_of(folder, "state", generation))
+
+
+def commit_next(layout: RunLayout, task_id: str, base: int, record: TaskStateRecord) -> bool:
+    """Commit `record` as generation base+1 with no lock, no read and no listing: False if that name
+    is taken (someone else wrote since `base`). Only for writers that know `base` is the newest
+    version they could have seen and whose name base+1 can never have been pruned (the claim from a
+    PENDING version, the owning worker's heartbeats and finish: see store/lifecycle.py)."""
+    folder = layout.task_dir(task_id)
+    record.check_invariants(versioned.path_of(folder, "state", base + 1))
+    return versioned.commit_next(folder, "state", base, record.as_dict())
+
+
+def remove_version(layout: RunLayout, task_id: str, generation: int) -> None:
+    versioned.remove_version(layout.task_dir(task_id), "state", generation)
 
 
 def _missing(path: Path) -> StateError:
@@ -155,21 +177,27 @@ def update_state(
     task_id: str,
     lock_mode: str,
     change: Callable[[TaskStateRecord], Any],
+    on_commit: Callable[[int], Any] | None = None,
 ) -> tuple[TaskStateRecord, Any]:
     """Read, change and write the task's state as ONE compare-and-set (under the bucket's lock).
 
     `change` mutates the record (through `move`) and may raise to abort: then nothing is written.
     It returns a value passed back to the caller; returning the sentinel `NO_WRITE` skips the write.
-    If another writer committed in between, `change` runs again on its version.
+    If another writer committed in between, `change` runs again on its version. `on_commit` is told
+    the generation written. Task states are never pruned here (see commit_next).
     """
     def checked(record: TaskStateRecord):
         outcome = change(record)
         if outcome is not NO_WRITE:
-            record.check_invariants(layout.state(task_id))
+            try:
+                record.check_invariants()
+            except StateError:  # name the current version (a listing) only when there is an error to report
+                record.check_invariants(layout.state(task_id))
+                raise
         return outcome
 
     return versioned.update(layout.task_dir(task_id), "state", lambda: locked(layout.state_lock(task_id), lock_mode),
-                            _parse, checked, missing=_missing)
+                            _parse, checked, missing=_missing, prune_old=False, on_commit=on_commit)
 
 
 NO_WRITE = versioned.NO_WRITE

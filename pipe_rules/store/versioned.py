@@ -13,8 +13,10 @@ through a second GlusterFS mount a replaced file's old content stays visible for
 (measured), so a locked read-modify-write there reads stale data. A name here is written once and
 never changes, so no client can see an old content under it. Listings may lag (sshfs: ~20 s), so
 the current version is found by listing and then probing the next names directly (a lookup by
-name is fresh on both rigs). Superseded versions are removed by later writers (and by reconcile)
-once they have been superseded for KEEP_SUPERSEDED_S: see `prune`.
+name is fresh on both rigs). Superseded versions are removed once they have been superseded for
+KEEP_SUPERSEDED_S: the run record's by later writers (`prune`); a task state's only by its own
+worker, and only its heartbeat versions (`remove_version`, see store/lifecycle.py), so that a
+writer that knows its base can commit with one exclusive create and nothing else (`commit_next`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from pipe_rules.store.fsio import taken_by_other, vanished
+from pipe_rules.store.fsio import compact_json, create_new, read_bytes as read_file, vanished
 
-_HOST = socket.gethostname()
 _RETRIES_VANISHED = 50
 KEEP_SUPERSEDED_S = 120.0  # > the longest listing lag of a shared filesystem (sshfs: ~20 s)
 
@@ -78,7 +78,7 @@ def read_bytes(folder: Path, stem: str) -> tuple[int, bytes, Path] | None:
             return None
         path = path_of(folder, stem, gen)
         try:
-            return gen, path.read_bytes(), path
+            return gen, read_file(path), path
         except OSError as exc:  # superseded and removed meanwhile: a newer one exists
             if not vanished(exc):
                 raise
@@ -94,26 +94,35 @@ def current_path(folder: Path, stem: str) -> Path:
     return path_of(folder, stem, 1 if gen is None else gen)
 
 
-def _link_new(folder: Path, name: str, text: str) -> bool:
-    tmp = folder / f".{name}.{_HOST}.{os.getpid()}.new"
+def _link_new(folder: Path, name: str, data: bytes) -> bool:
+    return create_new(folder / name, data)
+
+
+def encode(data: Any, pretty: bool = False) -> bytes:
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode() if pretty else compact_json(data)
+
+
+def read_version(folder: Path, stem: str, generation: int) -> bytes | None:
+    """The content of one version, opened by name (no listing); None if that name does not exist."""
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.link(tmp, folder / name)
-        return True
+        return read_file(path_of(folder, stem, generation))
     except OSError as exc:
-        if taken_by_other(exc, folder / name):
-            return False
+        if vanished(exc):
+            return None
         raise
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
 
 
-def encode(data: Any, pretty: bool = False) -> str:
-    return (json.dumps(data, indent=1, sort_keys=True) if pretty else json.dumps(data, separators=(",", ":"))) + "\n"
+def commit_next(folder: Path, stem: str, base: int, data: Any) -> bool:
+    """Write `data` as generation base+1 if that name is free: one exclusive create, no listing, no
+    check afterwards. Exact only for a writer whose name base+1 can never have been freed by a prune,
+    i.e. base+1 is not a version `prune_own` may remove (see the task state's pruning rule in
+    store/lifecycle.py); every other writer uses `commit`."""
+    return _link_new(folder, path_of(folder, stem, base + 1).name, encode(data))
+
+
+def remove_version(folder: Path, stem: str, generation: int) -> None:
+    """Remove one version its own writer knows to be superseded (see commit_next)."""
+    _unlink(path_of(folder, stem, generation))
 
 
 def create(folder: Path, stem: str, data: Any, pretty: bool = False) -> bool:
@@ -140,14 +149,18 @@ def _built_on_first(folder: Path, stem: str) -> bool:
     return second >= first - 1.0
 
 
-def commit(folder: Path, stem: str, base: int, data: Any, pretty: bool = False) -> bool:
-    """Write `data` as generation base+1; False if another writer committed a version after `base`."""
+def commit(folder: Path, stem: str, base: int, data: Any, pretty: bool = False, prune_old: bool = True) -> bool:
+    """Write `data` as generation base+1; False if another writer committed a version after `base`.
+
+    `prune_old`: also remove versions superseded KEEP_SUPERSEDED_S ago (see prune). Task states pass
+    False: their writers that commit without a listing (commit_next) rely on superseded names never
+    being free again, and a task's versions are bounded by its own worker instead."""
     new = base + 1
     text = encode(data, pretty)
     try:
         linked = _link_new(folder, path_of(folder, stem, new).name, text)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not prune_old:
             raise
         # disk full: give up the lag margin rather than the write (see prune), and try once more
         prune(folder, stem, [g for g in generations(folder, stem) if g < base], keep_s=0.0)
@@ -158,7 +171,8 @@ def commit(folder: Path, stem: str, base: int, data: Any, pretty: bool = False) 
     if (listed and listed[-1] > new) or os.path.lexists(path_of(folder, stem, new + 1)):
         _unlink(path_of(folder, stem, new))  # `base` was stale: a superseded name was free again
         return False
-    prune(folder, stem, [g for g in listed if g < base])
+    if prune_old:
+        prune(folder, stem, [g for g in listed if g < base])
     return True
 
 
@@ -193,12 +207,14 @@ NO_WRITE = object()
 CAS_TRIES = 200
 
 
-def update(folder: Path, stem: str, lock, parse, change, pretty: bool = False, missing=None):
+def update(folder: Path, stem: str, lock, parse, change, pretty: bool = False, missing=None,
+           prune_old: bool = True, on_commit=None):
     """Read, change and commit the document as one compare-and-set, under `lock()` (a context
     manager that only keeps writers from colliding). Another writer's commit in between (the lock did
     not exclude it) makes this read and change again. `parse(raw, path)` builds the record and
     `record.as_dict()` serialises it; `change(record)` mutates it and returns a value for the caller
-    (NO_WRITE: nothing to write). `missing(path)` is raised if the document does not exist."""
+    (NO_WRITE: nothing to write). `missing(path)` is raised if the document does not exist.
+    `on_commit(generation)` is told the generation this call committed."""
     for attempt in range(CAS_TRIES):
         with lock():
             got = read_bytes(folder, stem)
@@ -209,7 +225,9 @@ def update(folder: Path, stem: str, lock, parse, change, pretty: bool = False, m
             outcome = change(record)
             if outcome is NO_WRITE:
                 return record, outcome
-            if commit(folder, stem, gen, record.as_dict(), pretty):
+            if commit(folder, stem, gen, record.as_dict(), pretty, prune_old):
+                if on_commit is not None:
+                    on_commit(gen + 1)
                 return record, outcome
         time.sleep(min(0.001 * (attempt + 1), 0.05))
     raise OSError(f"{folder}: {stem} was changed by others {CAS_TRIES} times while this writer tried to update it")
