@@ -36,6 +36,7 @@ class TaskPicker:
         self._cache: dict[str, deque[str]] = {}
         self._buckets: dict[str, deque[str]] = {}
         self._empty_at: dict[str, float] = {}
+        self._listed: set[str] = set()  # shards whose folder this picker listed
         self._shards: list[str] | None = None  # listed once, and again only when every queue looked empty
 
     def _shard_order(self) -> list[str]:
@@ -48,28 +49,28 @@ class TaskPicker:
             shards = shards[at:] + shards[:at]
         return shards
 
-    def _candidates(self, shard: str) -> Iterator[str]:
+    def _candidates(self, shard: str, relist: bool) -> Iterator[str]:
         """Yield token names bucket by bucket (tokens sit in up to 256 bucket folders per shard, so no
-        folder grows huge). Each bucket is listed once when reached and then dropped; the shard folder
-        (and so every bucket) is listed again only after a pass over all its buckets, so a drain lists
-        each folder once instead of re-scanning buckets for every claim. A token re-queued into a
-        bucket already passed is found by that next pass."""
+        folder grows huge). The shard folder is listed the first time and then only when `relist`
+        (every queue looked empty: one more pass before giving up); each bucket is listed once when
+        reached and then dropped. So a drain lists each folder about twice in all instead of
+        re-scanning buckets for every claim; a token re-queued into a bucket already passed is found
+        by the pass before giving up."""
         tokens = self._cache.setdefault(shard, deque())
         buckets = self._buckets.setdefault(shard, deque())
         root = self.layout.pending_shard_dir(shard)
-        relisted = False
+        if relist or shard not in self._listed:
+            self._listed.add(shard)
+            try:
+                buckets.clear()
+                buckets.extend(sorted(os.listdir(root), reverse=shard != self.own_shard))
+            except FileNotFoundError:
+                return
         while True:
             while tokens:
                 yield tokens.popleft()
             if not buckets:
-                if relisted:
-                    return
-                try:
-                    buckets.extend(sorted(os.listdir(root), reverse=shard != self.own_shard))
-                except FileNotFoundError:
-                    return
-                relisted = True
-                continue
+                return
             try:
                 tokens.extend(sorted(os.listdir(root / buckets.popleft()), reverse=shard != self.own_shard))
             except FileNotFoundError:
@@ -85,17 +86,17 @@ class TaskPicker:
         if self._shards is None:
             self._shards = self._shard_order()
         fresh = [s for s in self._shards if now - self._empty_at.get(s, -RECHECK_S) >= RECHECK_S]
-        claim = self._claim_from(fresh)
+        claim = self._claim_from(fresh, relist=False)
         if claim is None:
             self._empty_at.clear()
             self._shards = self._shard_order()
-            claim = self._claim_from(self._shards)
+            claim = self._claim_from(self._shards, relist=True)
         return claim
 
-    def _claim_from(self, shards: list[str]) -> Claim | None:
+    def _claim_from(self, shards: list[str], relist: bool) -> Claim | None:
         for shard in shards:
             busy = False
-            for task_id in self._candidates(shard):
+            for task_id in self._candidates(shard, relist):
                 token = self.layout.pending_token(shard, task_id)
                 if not _take(token, self.layout.inflight_token(task_id)):
                     continue  # another worker took it
@@ -106,6 +107,7 @@ class TaskPicker:
                     _take(self.layout.inflight_token(task_id), token)
                     self._cache.pop(shard, None)
                     self._buckets.pop(shard, None)
+                    self._listed.discard(shard)  # list it afresh next time
                     busy = True
                     break
                 except OSError:

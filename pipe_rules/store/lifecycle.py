@@ -18,6 +18,7 @@ heartbeat name.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -154,13 +155,33 @@ def _commit_held(layout: RunLayout, claim: Claim, change) -> TaskStateRecord | N
         base, record = held.generation, held.record
         held.generation = None  # until this commit is known to have landed
         change(record)
-        if not commit_next(layout, claim.task_id, base, record):
+        try:
+            landed = commit_next(layout, claim.task_id, base, record)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not _make_room(layout, claim.task_id, held, base):
+                raise
+            landed = commit_next(layout, claim.task_id, base, record)
+        if not landed:
             return None
         held.generation = base + 1
         if base > held.claim_generation:  # a heartbeat version of ours, superseded just now
             held.beats.append((base, time.monotonic()))
         _prune_beats(layout, claim.task_id, held)
         return record
+
+
+def _make_room(layout: RunLayout, task_id: str, held: Held, base: int) -> bool:
+    """Disk full: give up the lag margin rather than the write. Removes every own heartbeat version
+    superseded, else version 1 (the staged PENDING one; no writer ever re-creates that name: staging
+    creates only documents without any version). True if something was removed."""
+    if held.beats:
+        while held.beats:
+            remove_version(layout, task_id, held.beats.pop(0)[0])
+        return True
+    if base > 1 and read_version(layout, task_id, 1) is not None:
+        remove_version(layout, task_id, 1)
+        return True
+    return False
 
 
 def _prune_beats(layout: RunLayout, task_id: str, held: Held) -> None:
