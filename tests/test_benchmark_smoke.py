@@ -4,9 +4,9 @@ MISS of any target it can check at that size (issue 13).
 The targets are ratios against baselines measured in the same run (the floor: an atomic write +
 rename on the run's filesystem) or counts (metadata calls, MB, entries), never a wall-clock limit,
 except `status <= 1 s`, which the issue sets as an absolute: it is judged net of the interpreter's
-start-up and imports, measured in the same run (on a loaded machine that alone takes over a second). Two targets are known MISSes until the
-claim/state path is rewritten (issue 10 owns it): they are a strict xfail, so the day they are MET
-the marker must go.
+start-up and imports, measured in the same run (on a loaded machine that alone takes over a second). Two targets are known MISSes at the
+sizes run here (the floor ratio; the metadata calls at 100 tasks): they are a strict xfail, so the day
+both are MET the marker must go.
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ def test_benchmark_meets_every_target_it_can_check_at_its_size(bench):
     assert (proc.returncode != 0) == bool(missed), (proc.returncode, missed)  # --check exits 1 on a MISS
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the drain's cost and metadata calls per task wait for the "
-                                      "claim/state rewrite (issue 10 owns that path)")
+@pytest.mark.xfail(strict=True, reason="issue 13: the drain per task per worker stays above 5x the floor (a no-op "
+                                      "task is 11 metadata calls where the floor is 2); its metadata calls per task "
+                                      "are MET at 1,000 and 10,000 (11.0-11.3, README) but the workers' one-time "
+                                      "imports and version look-ups, spread over 100 tasks, put that size above 12")
 def test_benchmark_meets_the_drain_targets(bench):
     _, report = bench
     missed = [line for line in report["targets"] if line.startswith("MISS") and any(k in line for k in KNOWN_MISSES)]

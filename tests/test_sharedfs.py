@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PYTHON, h2_species, pipe_rules_cli
+from conftest import PYTHON, h2_species, pipe_rules_cli, wait_until
 from sharedfs.probe import probe
 from sharedfs.storm import run_storm
 from pipe_rules.inputs.config import load_campaign
@@ -118,6 +118,7 @@ root, go, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 layout = RunLayout(root)
 run = read_run(layout)
 picker = TaskPicker(layout, None, run.lock_mode, name, 300)
+(go.parent / f"ready.{name}").touch()
 while not go.exists():
     time.sleep(0.001)
 won = []
@@ -142,6 +143,10 @@ def test_concurrent_claims_from_both_mounts_have_exactly_one_winner(rig, lock_mo
             ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", 'hostname "$0" && exec "$@"',
              f"claimer{i}", PYTHON, "-c", _CLAIMER, str(root), str(go), f"claimer{i}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # released together once every claimer is ready: a claim costs a few ms now, so under load the
+    # first one started took all 40 tasks before the others had imported pipe_rules
+    wait_until(lambda: all((tmp_path / f"ready.claimer{i}").exists() or procs[i].poll() is not None
+                           for i in range(6)), what="claimers ready", timeout=300)
     go.touch()
     won = []
     for proc in procs:
