@@ -29,14 +29,16 @@ def iter_tasks_file(run: RunConfig) -> Iterator[TaskSpec]:
             raise ConfigError("must be a non-empty JSON list of task specs", path=path)
         items = ((str(index), item) for index, item in enumerate(data))
     count = 0
+    wanted_key = run.homogeneity_key
     for where, item in items:
         try:
             spec = TaskSpec.from_dict(item)
         except SpecError as exc:
             raise ConfigError(exc.message, path=path, field=f"{where}.{exc.field}" if exc.field else where) from None
-        for name, wanted in run.homogeneity_key.items():
-            if spec.homogeneity_key[name] != wanted:
-                raise ConfigError(f"{spec.homogeneity_key[name]!r} but run {run.name!r} has {wanted!r}: one run "
+        key = spec.homogeneity_key  # a dict built per access: once per spec, not once per field
+        for name, wanted in wanted_key.items():
+            if key[name] != wanted:
+                raise ConfigError(f"{key[name]!r} but run {run.name!r} has {wanted!r}: one run "
                                   "holds one kind of task", path=path, field=f"{where}.{name}")
         count += 1
         yield spec
