@@ -62,6 +62,8 @@ def _edit(config: Path, change) -> None:
      "main/run.json: run was staged with a different family/engine/level/resources (family: 'species_sp' -> 'species_freq')"),
     (lambda d: d.update(colour="blue"),
      "config.yaml: field '(top level)': unknown field(s) ('colour' was unexpected)"),
+    (lambda d: d["defaults"].update({"cores[2]": 4}),  # a key with brackets, like pydantic's own union tags
+     "config.yaml: field 'defaults': unknown field(s) ('cores[2]' was unexpected)"),
 ])
 def test_bad_config_is_one_line_and_changes_nothing(finished_run, change, expected):
     config, layout = finished_run

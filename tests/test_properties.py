@@ -265,6 +265,7 @@ def config_dir(tmp_path_factory):
 @settings(max_examples=300, **FAST_SETTINGS)
 @given(data=st.one_of(mutated_configs(), mutated_configs(), JSON))
 @example(data={**VALID_CONFIG, "defaults": {**VALID_CONFIG["defaults"], "lease_s": float("nan")}})  # YAML `.nan`
+@example(data={"[": None})  # an unknown key with a bracket (found by this test: it was taken for a union tag)
 @pytest.mark.slow
 def test_parse_campaign_fails_only_with_pipe_rules_errors(config_dir, data):
     """Any config mapping (or non-mapping) parses, or fails with a PipeRulesError naming the problem."""

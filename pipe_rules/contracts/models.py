@@ -88,10 +88,10 @@ def first_problem(error: ValidationError, prefix: tuple = ()) -> tuple[str, str]
     # the deepest location first (a wrong value inside a list beats "the list is wrong"); then by name
     details.sort(key=lambda d: (-len(d["loc"]), [str(p) for p in d["loc"]]))
     detail = _preferred(details)
+    if detail["type"] == "extra_forbidden":  # the last part is the unknown key itself, whatever it looks like
+        parent = [*prefix, *(p for p in detail["loc"][:-1] if not _is_branch_tag(p))]
+        return ".".join(map(str, parent)) or "(top level)", f"unknown field(s) ({detail['loc'][-1]!r} was unexpected)"
     loc = [*prefix, *(p for p in detail["loc"] if not _is_branch_tag(p))]
-    if detail["type"] == "extra_forbidden":
-        where = ".".join(map(str, loc[:-1])) or "(top level)"
-        return where, f"unknown field(s) ({loc[-1]!r} was unexpected)"
     return ".".join(map(str, loc)) or "(top level)", message(detail)
 
 
