@@ -25,12 +25,27 @@ step "lint: snakemake --lint" "$PY" -m pytest -q -p no:cacheprovider "$LINT_TEST
 # the layering of pipe_rules/ (contract in pyproject.toml): a broken layer fails before any test runs
 step "import contract: lint-imports" "$BIN/lint-imports" --no-cache
 # The fast tests run in PYTEST_WORKERS processes (pytest-xdist; each test has its own tmp_path, run
-# folders, XDG_CONFIG_HOME and shared-filesystem subfolder); the slow ones share the real schedulers'
-# daemons and the shared-filesystem mounts, and time kills and leases: they run one at a time.
-FAST=(-m "not slow" -n "${PYTEST_WORKERS:-2}" --dist worksteal)
+# folders and XDG_CONFIG_HOME). The shared-filesystem tests (marker sharedfs) and the slow ones share
+# the real schedulers' daemons and the GlusterFS/sshfs mounts, and time claims, leases and kills: they
+# run in one process, after the others.
+PARALLEL=(-n "${PYTEST_WORKERS:-2}" --dist worksteal)
+run_pytest() {  # pytest with the lint test deselected; exit 5 (nothing selected) counts as passed
+  "$PY" -m pytest -ra --deselect "$LINT_TEST" "$@"
+  local rc=$?
+  [ $rc = 5 ] && rc=0
+  return $rc
+}
+finish() {  # finish <exit of the parallel part> <exit of the one-process part>
+  [ "$1" = 0 ] && [ "$2" = 0 ] && exit 0
+  echo "FAILED: tests in ${PYTEST_WORKERS:-2} processes exit $1, tests in one process exit $2"
+  exit 1
+}
 if [ "${CHECK:-0}" = 1 ]; then
-  echo "== tests: the fast set (pytest -m 'not slow', ${PYTEST_WORKERS:-2} processes)"
-  exec "$PY" -m pytest -ra "${FAST[@]}" --deselect "$LINT_TEST" "$@"
+  echo "== tests: the fast set (pytest -m 'not slow'), ${PYTEST_WORKERS:-2} processes, then its shared-filesystem tests in one"
+  run_pytest -m "not slow and not sharedfs" "${PARALLEL[@]}" "$@"
+  parallel=$?
+  run_pytest -m "sharedfs and not slow" "$@"
+  finish $parallel $?
 fi
 
 start() {  # start <name> <script> <env var that carries the reason to the tests>
@@ -56,10 +71,9 @@ if [ $# -gt 0 ]; then  # tests named on the command line: as given, one process
   echo "== tests: $*"
   exec "$PY" -m pytest -ra --deselect "$LINT_TEST" "$@"
 fi
-echo "== tests: the fast set (pytest -m 'not slow', ${PYTEST_WORKERS:-2} processes)"
-"$PY" -m pytest -ra "${FAST[@]}" --deselect "$LINT_TEST"
-fast=$?
-echo "== tests: the slow set (pytest -m slow, one process)"
-"$PY" -m pytest -ra -m slow --deselect "$LINT_TEST"
-slow=$?
-[ $fast = 0 ] && [ $slow = 0 ] || { echo "FAILED: fast tests exit $fast, slow tests exit $slow"; exit 1; }
+echo "== tests: the fast set without the shared-filesystem tests, ${PYTEST_WORKERS:-2} processes"
+run_pytest -m "not slow and not sharedfs" "${PARALLEL[@]}"
+parallel=$?
+echo "== tests: the slow and the shared-filesystem tests, one process"
+run_pytest -m "slow or sharedfs"
+finish $parallel $?

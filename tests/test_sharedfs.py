@@ -28,6 +28,8 @@ from pipe_rules.store.records_io import load_records
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.taskstate import read_state
 
+pytestmark = pytest.mark.sharedfs  # tests/run_tests.sh runs these in one process: they share the mounts
+
 MNT = Path(os.environ.get("PIPE_RULES_SHAREDFS", "/mnt/pipe_rules_sharedfs"))
 SSHFS_EXPORT = Path(os.environ.get("PIPE_RULES_SHAREDFS_STATE", "/var/lib/pipe_rules_sharedfs")) / "export"
 RIGS = {"gluster": "fuse.glusterfs", "sshfs": "fuse.sshfs"}
