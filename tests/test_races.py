@@ -445,15 +445,15 @@ def test_a_document_committed_on_at_once_still_counts_as_created(tmp_path, monke
     has made the missing token and a worker has claimed the task (generation 2). Before, the first
     stager took generation 2 for an older document hidden by a stale listing: it unlinked its own
     version and counted the task as not created (concurrent stagers' counts summed to 498 of 500)."""
-    real = versioned._link_new
+    real = versioned.create_new
 
-    def link_then_commit_on_top(folder, name, text):
-        linked = real(folder, name, text)
-        if linked and name == "doc.1.json":
-            assert versioned.commit(folder, "doc", 1, {"v": 2})  # the worker's claim, in between
+    def link_then_commit_on_top(path, data):
+        linked = real(path, data)
+        if linked and path.name == "doc.1.json":
+            assert versioned.commit(path.parent, "doc", 1, {"v": 2})  # the worker's claim, in between
         return linked
 
-    monkeypatch.setattr(versioned, "_link_new", link_then_commit_on_top)
+    monkeypatch.setattr(versioned, "create_new", link_then_commit_on_top)
     assert versioned.create(tmp_path, "doc", {"v": 1})
     monkeypatch.undo()
     gen, raw, _ = versioned.read_bytes(tmp_path, "doc")

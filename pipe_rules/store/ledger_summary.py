@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipe_rules.store.ledger import ledger_dir, ledger_names, parse_lines, read_whole_lines
-from pipe_rules.store.owner_index import OwnerIndex
+from pipe_rules.store.owner_index import OwnerIndex, save_npz
 
 CACHE = "ledger-summary-v1.npz"
 OLD_CACHES = ("tally-cache-v4.npz",)  # earlier versions' row-by-row caches (55 MB at 1,000,000 lines)
@@ -133,21 +133,11 @@ class LedgerSummary:
             self.done, self.cost, self.totals = done, cost, totals
 
     def _save(self) -> None:
-        path = self.folder / CACHE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, key=self._key, names=np.array(list(self._files), dtype=str).reshape(-1),
-                         files=np.array(list(self._files.values()), dtype=np.int64).reshape(-1, 5),
-                         done=self.done, cost=self.cost, totals=self.totals,
-                         unknown=np.array([self.unknown_done, self.unknown_outcomes], dtype=np.int64))
-            os.replace(tmp, path)
-        except OSError:  # someone else's run folder: no cache, same answer
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            return
+        if not save_npz(self.folder / CACHE, key=self._key, names=np.array(list(self._files), dtype=str).reshape(-1),
+                        files=np.array(list(self._files.values()), dtype=np.int64).reshape(-1, 5),
+                        done=self.done, cost=self.cost, totals=self.totals,
+                        unknown=np.array([self.unknown_done, self.unknown_outcomes], dtype=np.int64)):
+            return  # someone else's run folder: no cache, same answer
         for old in OLD_CACHES:
             try:
                 os.unlink(self.folder / old)

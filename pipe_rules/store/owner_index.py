@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from pipe_rules.contracts.errors import StateError
+from pipe_rules.store.fsio import temp_name
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import iter_aliases, iter_entries
 
@@ -150,20 +151,27 @@ def _build(layout: RunLayout) -> OwnerIndex:
                       id_array([base for _, base in aliases]), hashes[by_hash], by_hash)
 
 
-def _save(layout: RunLayout, key: np.ndarray, index: OwnerIndex) -> None:
-    path = index_path(layout)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def save_npz(path: Path, **arrays: np.ndarray) -> bool:
+    """Write a cache of numpy arrays by temp file + rename (streamed, never a second copy in memory);
+    False if the run folder cannot be written (someone else's): the caller answers without a cache."""
+    tmp = temp_name(path)
     try:
         with open(tmp, "wb") as handle:
-            np.savez(handle, key=key, owners=np.array(index.owners, dtype=str).reshape(-1), task_ids=index.task_ids,
-                     owner_of=index.owner_of, alias_owner=index.alias_owner, alias_base=index.alias_base,
-                     hashes=index.hashes, by_hash=index.by_hash)
+            np.savez(handle, **arrays)
         os.replace(tmp, path)
-    except OSError:  # read-only run folder: answer anyway
+    except OSError:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        return False
+    return True
+
+
+def _save(layout: RunLayout, key: np.ndarray, index: OwnerIndex) -> None:
+    save_npz(index_path(layout), key=key, owners=np.array(index.owners, dtype=str).reshape(-1),
+             task_ids=index.task_ids, owner_of=index.owner_of, alias_owner=index.alias_owner,
+             alias_base=index.alias_base, hashes=index.hashes, by_hash=index.by_hash)
 
 
 def load_owner_index(layout: RunLayout, previous: OwnerIndex | None = None) -> OwnerIndex:

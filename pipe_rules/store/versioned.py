@@ -94,10 +94,6 @@ def current_path(folder: Path, stem: str) -> Path:
     return path_of(folder, stem, 1 if gen is None else gen)
 
 
-def _link_new(folder: Path, name: str, data: bytes) -> bool:
-    return create_new(folder / name, data)
-
-
 def encode(data: Any, pretty: bool = False) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode() if pretty else compact_json(data)
 
@@ -117,7 +113,7 @@ def commit_next(folder: Path, stem: str, base: int, data: Any) -> bool:
     check afterwards. Exact only for a writer whose name base+1 can never have been freed by a prune,
     i.e. base+1 is not a version `prune_own` may remove (see the task state's pruning rule in
     store/lifecycle.py); every other writer uses `commit`."""
-    return _link_new(folder, path_of(folder, stem, base + 1).name, encode(data))
+    return create_new(path_of(folder, stem, base + 1), encode(data))
 
 
 def remove_version(folder: Path, stem: str, generation: int) -> None:
@@ -129,7 +125,7 @@ def create(folder: Path, stem: str, data: Any, pretty: bool = False) -> bool:
     """Create generation 1 unless any version exists; True if this call created the document."""
     if current(folder, stem) is not None:
         return False
-    if not _link_new(folder, path_of(folder, stem, 1).name, encode(data, pretty)):
+    if not create_new(path_of(folder, stem, 1), encode(data, pretty)):
         return False
     if current(folder, stem) != 1 and not _built_on_first(folder, stem):
         _unlink(path_of(folder, stem, 1))  # a stale listing hid a newer version: ours is void
@@ -158,13 +154,13 @@ def commit(folder: Path, stem: str, base: int, data: Any, pretty: bool = False, 
     new = base + 1
     text = encode(data, pretty)
     try:
-        linked = _link_new(folder, path_of(folder, stem, new).name, text)
+        linked = create_new(path_of(folder, stem, new), text)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not prune_old:
             raise
         # disk full: give up the lag margin rather than the write (see prune), and try once more
         prune(folder, stem, [g for g in generations(folder, stem) if g < base], keep_s=0.0)
-        linked = _link_new(folder, path_of(folder, stem, new).name, text)
+        linked = create_new(path_of(folder, stem, new), text)
     if not linked:
         return False
     listed = generations(folder, stem)  # fresh: our own link just changed the folder
