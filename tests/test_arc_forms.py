@@ -112,18 +112,32 @@ def test_geometry_files_and_inchi(tmp_path):
 @pytest.mark.slow
 def test_reaction_with_ts_xyz_guess_runs_ts_opt(tmp_path):
     """ARC's examples/Reactions/rates_demo: the reaction with a ts_xyz_guess becomes a TS species keyed
-    by its ARC label exactly, multiplicity 3 from its reactants (N2H4 singlet + NH triplet), and its
-    guess is optimised to a saddle point with tblite (geomeTRIC)."""
+    by its ARC label exactly, multiplicity 3 from its reactants (N2H4 singlet + NH triplet), its guess
+    staged as ARC wrote it, and the saddle-point search runs on it with tblite (geomeTRIC). At
+    GFN2-xTB this guess has two imaginary modes (-802 and -164 cm-1) and geomeTRIC's search from it
+    does not settle within 500 iterations (it did in 231 on some OpenBLAS kernels, by chance: not
+    with a tighter SCF, nor on others), so the run caps it at 20 and the test asserts the failure
+    a user then reads: classified, with the advice to raise options.max_steps. That a search which
+    does converge ends in a checked saddle point is test_families' HCN test."""
     label = "N2H4 + NH <=> N2H3 + NH2"
-    config = campaign(tmp_path, "rates_demo_input.yml", [{"name": "ts", "family": "ts_opt", "species": [label]}])
+    config = campaign(tmp_path, "rates_demo_input.yml",
+                      [{"name": "ts", "family": "ts_opt", "species": [label], "options": {"max_steps": 20}}])
     run_ok(config)
+    layout = RunLayout(tmp_path / "runs" / "arc" / "ts")
+    assert manifest_task_ids(layout) == ["N2H4_+_NH_____N2H3_+_NH2_ts_opt_0"]
+    payload = load_spec(layout.spec("N2H4_+_NH_____N2H3_+_NH2_ts_opt_0")).input_payload
+    assert (payload["charge"], payload["multiplicity"]) == (0, 3)
+    assert payload["xyz"]["symbols"] == ["N", "H", "H", "N", "H", "H", "N", "H"]
+    assert payload["xyz"]["coords"][2] == [0.6773598975, 0.3820642106, -0.219700029]  # ARC's text, unrounded
     result = records(tmp_path, "ts")
     assert list(result["owners"]) == [label]
     owner = result["owners"][label]
-    assert owner["multiplicity"] == 3
-    assert (list(owner["ts_guesses"]), owner["chosen_ts_guess_index"]) == (["0"], 0), result["failed"]
-    assert owner["ts_guesses"]["0"]["n_imaginary"] == 1
-    assert manifest_task_ids(RunLayout(tmp_path / "runs" / "arc" / "ts")) == ["N2H4_+_NH_____N2H3_+_NH2_ts_opt_0"]
+    assert (owner["multiplicity"], owner["ts_guesses"], owner["chosen_ts_guess_index"]) == (3, {}, None)
+    [failed] = result["failed"]
+    assert (failed["owner_key"], failed["status"], failed["failure_reason"], failed["ingestion_metadata"]) \
+        == (label, "FAILED_ESS", "max_opt_cycles", {"ts_guess_index": 0})
+    assert failed["engine_message"] == ("geomeTRIC saddle-point search did not converge within 20 iterations; "
+                                        "raise options.max_steps or start from a better geometry")
 
 
 def test_reaction_guess_from_a_file_is_staged(tmp_path):
