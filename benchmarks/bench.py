@@ -240,6 +240,9 @@ def main() -> None:
                              "would take hours here")
     parser.add_argument("--partial-drain", type=float, default=150.0, help="seconds of drain at --partial-sizes")
     parser.add_argument("--where", type=Path, help="folder for the benchmark's run folders (default: the temp folder)")
+    parser.add_argument("--keep-folders", action="store_true",
+                        help="leave the full runs' folders in --where (removing millions of files takes hours; "
+                             "on a scratch filesystem made for the benchmark, discard the filesystem instead)")
     parser.add_argument("--baselines-from", type=Path, action="append", default=[],
                         help="a --json file of an earlier run whose scan/snakemake times are shown too")
     parser.add_argument("--json", type=Path, help="also write all numbers here")
@@ -255,7 +258,7 @@ def main() -> None:
         if n in args.partial_sizes:
             report["pipe_rules"].append(bench_partial(n, args.workers, args.where, args.partial_drain))
             continue
-        r = bench_pipe_rules(n, args.workers, args.where)
+        r = bench_pipe_rules(n, args.workers, args.where, keep=args.keep_folders)
         report["pipe_rules"].append(r)
         print(f"pipe_rules {n:>9,} tasks: stage {r['stage_s']:.2f} s, drain {r['drain_s']:.2f} s "
               f"({r['drain_ms_per_task']:.3f} ms/task, {r['floor_ratio_net']:.1f}x the floor net), ingest "

@@ -190,7 +190,7 @@ def wait_for_removals() -> None:
     REMOVALS.clear()
 
 
-def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
+def bench_pipe_rules(n: int, workers: int, where: Path | None, keep: bool = False) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
     try:
         run_dir, stage, status_pending = stage_and_status(folder, n, workers)
@@ -235,7 +235,8 @@ def bench_pipe_rules(n: int, workers: int, where: Path | None) -> dict:
                 "all_completed": completed["records"] == n == completed["status"],
                 "largest_folder": {"entries": entries, "path": at}}
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def bench_syscalls(n: int, workers: int, where: Path | None) -> dict:
