@@ -79,6 +79,17 @@ def test_an_appended_ledger_is_read_from_where_the_cache_stopped(run, monkeypatc
     assert same(cached(run.layout), fresh(run.layout))
 
 
+def test_ingestion_leaves_every_line_read_for_the_next_status(run, monkeypatch):
+    """The first `status` after ingestion parses no ledger byte: ingestion brought the cache up to date."""
+    from pipe_rules.reporting.ingest import ingest
+
+    (ledger_dir(run.layout.root) / "w-a.tsv").write_text("".join(line(t) for t in run.ids[:5]))
+    assert not (ledger_dir(run.layout.root) / CACHE).exists()
+    ingest(run.layout)
+    seen = parsed_bytes(monkeypatch)
+    assert done(run.layout) == 5 and seen == []
+
+
 def test_the_cache_holds_no_line_of_the_ledgers(run):
     """Memory and the cache do not grow with the lines read: one flag per task, five sums per owner."""
     path = ledger_dir(run.layout.root) / "w-a.tsv"
