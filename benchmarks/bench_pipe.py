@@ -20,8 +20,9 @@ from bench_measure import PY, cli, floor_ms, help_calls, inodes, largest_folder,
 CONFORMERS = 50  # tasks per owner
 
 
-def write_tasks_file(path: Path, n: int) -> None:
-    """N ready conf_opt specs (noop engine) of ceil(N/50) owners, one JSON line each."""
+def write_tasks_file(path: Path, n: int, sleep_s: float = 0.0) -> None:
+    """N ready conf_opt specs (noop engine) of ceil(N/50) owners, one JSON line each; each task
+    sleeps `sleep_s` (the noop engine reads it from the payload)."""
     from pipe_rules.contracts.spec import fingerprint  # only in the child that writes the file
 
     with open(path, "w") as handle:
@@ -30,6 +31,8 @@ def write_tasks_file(path: Path, n: int) -> None:
             payload = {"xyz": {"symbols": ["H", "H"], "isotopes": [1, 1],
                                "coords": [[0.0, 0.0, 0.0], [owner * 1e-4, 0.0, 0.5 + conformer * 1e-3]]},
                        "charge": 0, "multiplicity": 1}
+            if sleep_s:
+                payload["sleep_s"] = sleep_s
             spec = {"schema_version": 1, "task_id": f"s{owner}_conf_opt_{conformer}", "family": "conf_opt",
                     "owner_type": "species", "owner_key": f"s{owner}", "engine": "noop", "level": "GFN2-xTB",
                     "cores": 1, "memory_mb": 2000, "walltime_min": 60, "input_payload": payload,
@@ -38,11 +41,12 @@ def write_tasks_file(path: Path, n: int) -> None:
             handle.write(json.dumps(spec, separators=(",", ":")) + "\n")
 
 
-def write_campaign(folder: Path, n: int, workers: int) -> Path:
-    """In a child process, so this script never holds N specs."""
+def write_campaign(folder: Path, n: int, workers: int, sleep_s: float = 0.0) -> Path:
+    """In a child process, so this script never holds N specs. `sleep_s`: how long each no-op task
+    lasts (in its payload: a tasks file's specs are complete, the run's options do not reach them)."""
     code = (f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_pipe; "
-            "bench_pipe.write_tasks_file(pathlib.Path(sys.argv[1]), int(sys.argv[2]))")
-    subprocess.run([PY, "-c", code, str(folder / "tasks.jsonl"), str(n)], check=True)
+            "bench_pipe.write_tasks_file(pathlib.Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))")
+    subprocess.run([PY, "-c", code, str(folder / "tasks.jsonl"), str(n), repr(float(sleep_s))], check=True)
     config = {"campaign": "bench", "run_root": str(folder / "runs"),
               "defaults": {"engine": "noop", "level": "GFN2-xTB", "shards": workers, "lease_s": 300,
                            "heartbeat_s": 30, "linger_s": 0},
@@ -130,10 +134,10 @@ def partial_drain(run_dir: Path, workers: int, seconds: float) -> dict:
             "completed_total": lines1, "status_mid": status_mid, "worker_peak_rss_mb": max(peaks.values())}
 
 
-def stage_and_status(folder: Path, n: int, workers: int):
+def stage_and_status(folder: Path, n: int, workers: int, sleep_s: float = 0.0):
     """Stage the n-task campaign in `folder`, then time status with every task pending (the most
     tokens to count): (run folder, the stage's Measured, status (seconds, MB))."""
-    config = write_campaign(folder, n, workers)
+    config = write_campaign(folder, n, workers, sleep_s)
     run_dir = folder / "runs" / "bench" / "main"
     stage = run_all([cli("stage", str(config))])[0]
     _said(n, "stage", stage)
@@ -142,12 +146,13 @@ def stage_and_status(folder: Path, n: int, workers: int):
     return run_dir, stage, status_pending
 
 
-def bench_partial(n: int, workers: int, where: Path | None, drain_s: float) -> dict:
+def bench_partial(n: int, workers: int, where: Path | None, drain_s: float, task_sleep_s: float = 0.0) -> dict:
     """A size too big to drain on this machine: staged, status timed with every task pending, then
-    `partial_drain` for `drain_s` seconds (its rate judged as the drain per task); no ingestion."""
+    `partial_drain` for `drain_s` seconds (its rate judged as the drain per task); no ingestion.
+    `task_sleep_s` slows every task (a small run must outlast the window's warm-up)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
     try:
-        run_dir, stage, status_pending = stage_and_status(folder, n, workers)
+        run_dir, stage, status_pending = stage_and_status(folder, n, workers, task_sleep_s)
         floor_before = floor_ms(folder)
         drain = partial_drain(run_dir, workers, drain_s)
         floor_after = floor_ms(folder)
