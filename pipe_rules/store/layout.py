@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 from pipe_rules.contracts.ids import check_safe_id
@@ -61,7 +61,7 @@ class RunLayout:
         """Held only while a stager merges its tasks into manifest.json (milliseconds)."""
         return self.root / "locks" / "manifest.lock"
 
-    @cached_property
+    @property
     def tasks_dir(self) -> Path:
         return self.root / "tasks"
 
@@ -94,7 +94,7 @@ class RunLayout:
     def result(self, task_id: str, attempt_index: int) -> Path:
         return self.attempt_dir(task_id, attempt_index) / "result.json"
 
-    @cached_property  # a worker joins it for every claim
+    @property
     def pending_dir(self) -> Path:
         return self.root / "queue" / "pending"
 
@@ -105,7 +105,7 @@ class RunLayout:
         check_safe_id(shard, "shard")
         return self.pending_dir / shard / self._checked_bucket(task_id) / task_id
 
-    @cached_property
+    @property
     def ended_dir(self) -> Path:
         return self.root / "queue" / "ended"
 
@@ -114,7 +114,7 @@ class RunLayout:
         reading every state file (completed = staged - pending - in flight - ended)."""
         return self.ended_dir / state / self._checked_bucket(task_id) / task_id
 
-    @cached_property  # a worker joins it for every claim
+    @property
     def inflight_dir(self) -> Path:
         return self.root / "queue" / "inflight"
 

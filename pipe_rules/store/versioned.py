@@ -25,7 +25,6 @@ import errno
 import json
 import os
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,7 @@ def _gen_of(stem: str, name: str) -> int | None:
     return None
 
 
-@lru_cache(maxsize=1024)
 def path_of(folder: Path, stem: str, generation: int) -> Path:
-    """Cached: each claim, heartbeat and finish asks for a few versions of the same task."""
     return folder / (f"{stem}.json" if generation == 0 else f"{stem}.{generation}.json")
 
 
