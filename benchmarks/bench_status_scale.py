@@ -7,7 +7,7 @@ reads exactly these (the manifest through the owner index, the ledgers, the in-f
 folders, and the pending tokens only once at most 50,000 are left), never a task folder, so
 this times it at 1,000,000 tasks without staging 5 million inodes (which take hours to remove on
 this disk). Prints, for each count of COMPLETED lines, the first call (it reads every ledger line
-into the ledgers' summary, costs/ledger-summary-v1.npz), then the fastest of 3 calls of each view
+into the ledgers' summary, costs/ledger-summary-v2.npz), then the fastest of 3 calls of each view
 (they read only what the ledgers gained since) and the largest RSS.
 
     python benchmarks/bench_status_scale.py --tasks 1000000 --done 0 500000 940000 1000000 \

@@ -90,6 +90,26 @@ def test_ingestion_leaves_every_line_read_for_the_next_status(run, monkeypatch):
     assert done(run.layout) == 5 and seen == []
 
 
+def test_a_ledger_with_a_64_bit_inode_number_is_cached(run, monkeypatch):
+    """GlusterFS gives files inode numbers above 2**63: the cache keeps them (int64 overflowed, and
+    ingestion and status crashed on the storms' GlusterFS runs), and the next call, finding the same
+    inode, reads nothing."""
+    path = ledger_dir(run.layout.root) / "w-a.tsv"
+    path.write_text("".join(line(t) for t in run.ids[:2]))
+    real_stat = os.stat
+
+    def gluster_stat(target, *args, **kwargs):
+        info = real_stat(target, *args, **kwargs)
+        if str(target) != str(path):
+            return info
+        return SimpleNamespace(st_ino=2**64 - 7, st_size=info.st_size, st_mtime_ns=info.st_mtime_ns)
+
+    monkeypatch.setattr(summary_module.os, "stat", gluster_stat)
+    assert done(run.layout) == 2 and (ledger_dir(run.layout.root) / CACHE).is_file()
+    seen = parsed_bytes(monkeypatch)
+    assert cached(run.layout).done.sum() == 2 and seen == []  # loaded from the cache: same inode, nothing new
+
+
 def test_the_cache_holds_no_line_of_the_ledgers(run):
     """Memory and the cache do not grow with the lines read: one flag per task, five sums per owner."""
     path = ledger_dir(run.layout.root) / "w-a.tsv"

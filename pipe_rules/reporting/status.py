@@ -18,7 +18,7 @@ answer: the count is exact near the end of a run, where the run state depends on
 most the salvaged tasks while more are pending.
 
 CPU-hours come from the same ledgers. What status needs of them (a COMPLETED flag per task, five
-sums per owner: store/ledger_summary.py) is cached in costs/ledger-summary-v1.npz and extended by
+sums per owner: store/ledger_summary.py) is cached in costs/ledger-summary-v2.npz and extended by
 the lines appended since, so neither time nor memory grows with the lines already read. That cache
 and the owner index are the only files this view may write; nothing else on disk is changed.
 """

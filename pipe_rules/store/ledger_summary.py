@@ -4,7 +4,7 @@
 for the run) the attempts, CPU-hours both ways, summed task time and largest peak. That is one flag
 per staged task and five numbers per owner, whatever the number of lines, so this keeps only that:
 each new line is mapped to its task through the owner index once, then dropped. It is cached in
-`costs/ledger-summary-v1.npz` with each ledger's inode, read position, size, modification time
+`costs/ledger-summary-v2.npz` with each ledger's inode, read position, size, modification time
 and a checksum of the bytes before that position: the next `status` skips a ledger whose size and
 time did not move, reads only what was appended to one that grew, and starts again from the
 ledgers' first bytes when one shrank, was replaced or rewritten, or disappeared (or when the
@@ -23,8 +23,10 @@ import numpy as np
 from pipe_rules.store.ledger import ledger_dir, ledger_names, parse_lines, read_whole_lines
 from pipe_rules.store.owner_index import OwnerIndex, save_npz
 
-CACHE = "ledger-summary-v1.npz"
-OLD_CACHES = ("tally-cache-v4.npz",)  # earlier versions' row-by-row caches (55 MB at 1,000,000 lines)
+CACHE = "ledger-summary-v2.npz"
+# earlier versions' caches: row by row (55 MB at 1,000,000 lines); v1 kept inodes as int64, which
+# GlusterFS's 64-bit inode numbers overflow
+OLD_CACHES = ("tally-cache-v4.npz", "ledger-summary-v1.npz")
 _TAIL = 256  # bytes before a read position whose checksum tells an appended ledger from a rewritten one
 COST_ROWS = ("attempts", "cpu_hours", "cpu_hours_used", "task_wall_s", "peak_rss_mb")
 
@@ -123,18 +125,19 @@ class LedgerSummary:
             with np.load(self.folder / CACHE, allow_pickle=False) as data:
                 if not np.array_equal(data["key"], self._key):
                     return
-                names, files = data["names"].tolist(), data["files"].tolist()
+                names, inodes, files = data["names"].tolist(), data["inodes"].tolist(), data["files"].tolist()
                 done, cost, totals = data["done"], data["cost"], data["totals"]
                 self.unknown_done, self.unknown_outcomes = (int(v) for v in data["unknown"])
         except (OSError, ValueError, KeyError):
             return
         if done.shape == self.done.shape and cost.shape == self.cost.shape:
-            self._files = dict(zip(names, files))
+            self._files = {name: [inode, *rest] for name, inode, rest in zip(names, inodes, files)}
             self.done, self.cost, self.totals = done, cost, totals
 
     def _save(self) -> None:
         if not save_npz(self.folder / CACHE, key=self._key, names=np.array(list(self._files), dtype=str).reshape(-1),
-                        files=np.array(list(self._files.values()), dtype=np.int64).reshape(-1, 5),
+                        inodes=np.array([f[0] for f in self._files.values()], dtype=np.uint64),
+                        files=np.array([f[1:] for f in self._files.values()], dtype=np.int64).reshape(-1, 4),
                         done=self.done, cost=self.cost, totals=self.totals,
                         unknown=np.array([self.unknown_done, self.unknown_outcomes], dtype=np.int64)):
             return  # someone else's run folder: no cache, same answer
