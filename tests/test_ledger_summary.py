@@ -91,9 +91,9 @@ def test_ingestion_leaves_every_line_read_for_the_next_status(run, monkeypatch):
 
 
 def test_a_ledger_with_a_64_bit_inode_number_is_cached(run, monkeypatch):
-    """GlusterFS gives files inode numbers above 2**63: the cache keeps them (int64 overflowed, and
-    ingestion and status crashed on the storms' GlusterFS runs), and the next call, finding the same
-    inode, reads nothing."""
+    """GlusterFS gives files inode numbers above 2**63: the cache keeps them (as int64 they overflowed:
+    ingestion crashed at the end of the GlusterFS storms, and so would status), and the next call,
+    finding the same inode, reads nothing."""
     path = ledger_dir(run.layout.root) / "w-a.tsv"
     path.write_text("".join(line(t) for t in run.ids[:2]))
     real_stat = os.stat
