@@ -146,13 +146,13 @@ def stage_and_status(folder: Path, n: int, workers: int, sleep_s: float = 0.0):
     return run_dir, stage, status_pending
 
 
-def bench_partial(n: int, workers: int, where: Path | None, drain_s: float, task_sleep_s: float = 0.0) -> dict:
+def bench_partial(n: int, workers: int, where: Path | None, drain_s: float, sleep_s: float = 0.0) -> dict:
     """A size too big to drain on this machine: staged, status timed with every task pending, then
     `partial_drain` for `drain_s` seconds (its rate judged as the drain per task); no ingestion.
-    `task_sleep_s` slows every task (a small run must outlast the window's warm-up)."""
+    `sleep_s` slows every task (a small run must outlast the window's warm-up)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=where))
     try:
-        run_dir, stage, status_pending = stage_and_status(folder, n, workers, task_sleep_s)
+        run_dir, stage, status_pending = stage_and_status(folder, n, workers, sleep_s)
         floor_before = floor_ms(folder)
         drain = partial_drain(run_dir, workers, drain_s)
         floor_after = floor_ms(folder)

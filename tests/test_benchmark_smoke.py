@@ -96,7 +96,7 @@ def test_a_partial_drain_times_a_window_and_status_meanwhile_then_removes_the_ru
 
     # 4 ms per task: two workers need >= 6 s for the 3,000, so the window after the 3 s warm-up
     # always holds tasks (without it a quiet machine drained all 3,000 in the warm-up: CI of 4c90717)
-    r = bench_partial(3000, 2, tmp_path, 9.0, task_sleep_s=0.004)
+    r = bench_partial(3000, 2, tmp_path, 9.0, sleep_s=0.004)
     wait_for_removals()
     assert r["partial"] and r["tasks_in_window"] > 0 and r["floor_ratio_net"] > 0
     assert r["drain_ms_per_task"] >= 2.0  # the sleep was applied: 4 ms per task, two workers
