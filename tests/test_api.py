@@ -217,6 +217,30 @@ def test_a_tasks_file_of_another_kind_is_refused_at_staging(tmp_path):
     assert str(err.value) == f"{config}: field 'runs.1.tasks_file': give tasks_file or from_run, not both"
 
 
+def test_a_tasks_file_run_refuses_its_own_options_which_would_reach_no_task(tmp_path):
+    """A ready spec's options are its own (and part of its fingerprint): run options beside a tasks
+    file were once ignored without a word. defaults.options, meant for the species runs, still load."""
+    from pipe_rules.inputs.config import load_campaign
+
+    (tmp_path / "tasks.json").write_text(json.dumps([_water_spec(0, "GFN2-xTB").as_dict()]))
+    config = tmp_path / "config.yaml"
+    run = "{name: sp, family: species_sp, tasks_file: tasks.json, walltime_min: 30"
+    config.write_text(f"campaign: c\nrun_root: {tmp_path / 'runs'}\nruns: [{run}, options: {{fmax: 0.01}}}}]\n")
+    with pytest.raises(PipeRulesError) as err:
+        load_campaign(config)
+    assert str(err.value) == (f"{config}: field 'runs.0.options': a tasks_file run takes each task's options from "
+                              "its spec (they are part of its fingerprint); move these options into the specs or "
+                              "remove them")
+    config.write_text(f"campaign: c\nrun_root: {tmp_path / 'runs'}\ndefaults: {{options: {{fmax: 0.01}}}}\n"
+                      f"runs: [{run}}}]\n")
+    assert load_campaign(config).runs[0].tasks_file == str(tmp_path / "tasks.json")
+    with pytest.raises(PipeRulesError) as err:
+        PipeAPI(tmp_path / "project").create_run("r", tasks=[_water_spec(0, "GFN2-xTB")], options={"fmax": 0.01})
+    assert str(err.value).endswith("field 'runs.0.options': a tasks_file run takes each task's options from its spec "
+                                   "(they are part of its fingerprint); move these options into the specs or remove them")
+    assert not (tmp_path / "project").exists()
+
+
 def test_create_run_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path):
     api = PipeAPI(tmp_path / "project")
     specs = [_water_spec(0, "GFN2-xTB")]

@@ -117,6 +117,10 @@ def _resolve_runs(data: dict, path: Path | None, labels: set[str], has_reactions
         if run.tasks_file:
             if run.from_run:
                 raise ConfigError("give tasks_file or from_run, not both", path=path, field=f"{where}.tasks_file")
+            if raw.get("options"):  # a ready spec carries its own options; these would reach no task
+                raise ConfigError("a tasks_file run takes each task's options from its spec (they are part of its "
+                                  "fingerprint); move these options into the specs or remove them",
+                                  path=path, field=f"{where}.options")
             updates["tasks_file"] = str(base / run.tasks_file)
         elif not run.from_run and not labels and not has_reactions:
             raise ConfigError("has no input: give 'species' (or 'species_file', 'arc_input'), 'reactions', "

@@ -67,7 +67,8 @@ class RunSettings(FileModel):
         'know). tblite: fmax (eV/A), max_steps, max_iterations, imaginary_threshold_cm1. pyscf: max_cycle, conv_tol, '
         'max_steps, imaginary_threshold_cm1. external: command (argv list), input_template, output, stdout, '
         'input_file, program, timeout_s, imaginary_threshold_cm1 (pipe_rules/engines/external.py). noop: sleep_s, '
-        'alloc_mb (memory held while the task runs), fail.'))
+        'alloc_mb (memory held while the task runs), fail. A tasks_file run takes each task\'s options from its spec '
+        '(defaults.options do not reach it; its own options are refused).'))
     partition: StrictStr = Field("", pattern=SCHEDULER_NAME_PATTERN, description=(
         'Scheduler partition/queue for the shard jobs (SLURM partition, SGE/PBS/LSF queue; not used by HTCondor).'))
     account: StrictStr = Field("", pattern=SCHEDULER_NAME_PATTERN, description=(
