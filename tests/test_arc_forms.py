@@ -136,6 +136,8 @@ def test_reaction_with_ts_xyz_guess_runs_ts_opt(tmp_path):
     [failed] = result["failed"]
     assert (failed["owner_key"], failed["status"], failed["failure_reason"], failed["ingestion_metadata"]) \
         == (label, "FAILED_ESS", "max_opt_cycles", {"ts_guess_index": 0})
+    last = failed["last_geometry"]  # where the search stopped (geomeTRIC's last frame), moved from the guess
+    assert last["symbols"] == payload["xyz"]["symbols"] and last["coords"] != payload["xyz"]["coords"]
     assert failed["engine_message"] == ("geomeTRIC saddle-point search did not converge within 20 iterations; "
                                         "raise options.max_steps or start from a better geometry")
 

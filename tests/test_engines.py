@@ -97,6 +97,11 @@ def test_optimiser_step_limit_is_ess(tblite, butane, tmp_path):
     exc = failure(tblite, "conf_opt", payload, {"max_steps": 1}, tmp_path)
     assert (exc.failure_class, exc.reason) == (FailureClass.ESS, "max_opt_cycles")
     assert "max_steps" in exc.message
+    # where BFGS stopped, for a restart: one step away from the input, and lower in energy
+    assert exc.last_geometry["symbols"] == butane["symbols"] and exc.last_geometry["coords"] != butane["coords"]
+    (tmp_path / "sp").mkdir()
+    start = tblite.run("species_sp", "GFN2-xTB", payload, {}, tmp_path / "sp", 1).energy_hartree
+    assert exc.last_energy_hartree < start
 
 
 def test_wrong_multiplicity_is_caught_before_tblite_runs(tblite, tmp_path):

@@ -256,6 +256,8 @@ def test_pyscf_opt_and_analytic_frequencies(pyscf_engine, tmp_path):
     assert freq.energy_hartree == pytest.approx(opt.energy_hartree, abs=1e-7)
     exc = fails(pyscf_engine, "conf_opt", "hf/sto-3g", payload(WATER), {"max_steps": 2}, folder(tmp_path, "short"))
     assert (exc.failure_class, exc.reason) == (FailureClass.ESS, "max_opt_cycles")
+    assert exc.last_geometry["symbols"] == opt.geometry["symbols"]  # where geomeTRIC stopped, for a restart
+    assert opt.energy_hartree < exc.last_energy_hartree < opt.data["initial_energy_hartree"]
     with pytest.raises(ValueError, match="is not 'method/basis'"):
         pyscf_engine.run("species_sp", "hf", payload(WATER), {}, tmp_path, 1)
     exc = fails(pyscf_engine, "species_sp", "hf/sto-3g", payload("O 0 0 0\nH 0 0 0.97"), {}, tmp_path)

@@ -103,8 +103,10 @@ class ResultRecord(FileModel):
     failure_reason: StrictStr | None = Field(None, description="Short keyword: scf_not_converged, max_opt_cycles, "
                                              "terminated, ...")
     engine_message: StrictStr | None = Field(None, description="The engine's own error text, for troubleshooting.")
-    energy_hartree: StrictFloat | None = None
-    geometry: dict[str, Any] | None = None
+    energy_hartree: StrictFloat | None = Field(None, description=(
+        "Final energy; of a failed optimisation, the energy where it stopped (converged false)."))
+    geometry: dict[str, Any] | None = Field(None, description=(
+        "Final geometry; of a failed optimisation (BFGS, geomeTRIC, PySCF), where it stopped (converged false)."))
     converged: StrictBool = False
     data: dict[str, Any] = Field(default_factory=dict, description="Family-specific numbers (n_steps, frequencies, "
                                  "scan energies...).")

@@ -25,12 +25,17 @@ class InvalidRequest(ValueError):
 
 class EngineFailure(Exception):
     """A classified failure. `reason` is a short keyword for tables and retry rules
-    ("scf_not_converged", "max_opt_cycles", ...); `message` is the text a person reads."""
+    ("scf_not_converged", "max_opt_cycles", ...); `message` is the text a person reads.
+    `last_geometry` (ARC xyz dict) and `last_energy_hartree`: where an optimisation stopped, so
+    the host can restart or troubleshoot from there (result.json and failed.jsonl carry them)."""
 
-    def __init__(self, failure_class: FailureClass, reason: str, message: str):
+    def __init__(self, failure_class: FailureClass, reason: str, message: str,
+                 last_geometry: dict | None = None, last_energy_hartree: float | None = None):
         self.failure_class = FailureClass(failure_class)
         self.reason = reason
         self.message = message
+        self.last_geometry = last_geometry
+        self.last_energy_hartree = last_energy_hartree
         super().__init__(f"{self.failure_class.value} failure ({reason}): {message}")
 
 

@@ -98,3 +98,22 @@ def classify(exc: Exception, what: str, max_steps: int) -> EngineFailure | None:
         return EngineFailure(FailureClass.ESS, "geometric_error",
                              f"geomeTRIC {what}: {type(exc).__name__}: {str(exc).strip()}")
     return None
+
+
+def last_frame(trajectory: Path) -> tuple[dict | None, float | None]:
+    """(ARC xyz dict, energy in Hartree) of the last frame of geomeTRIC's `<prefix>_optim.xyz`, where
+    a search that failed stopped; (None, None) if it wrote no frame. The energy is read from the
+    frame's comment line ("Iteration N Energy E")."""
+    from geometric.molecule import Molecule
+
+    from pipe_rules.contracts.xyz import xyz_dict_from_atoms
+
+    try:
+        if not trajectory.is_file() or trajectory.stat().st_size == 0:
+            return None, None
+        frames = Molecule(str(trajectory), ftype="xyz")
+        words = frames.comms[-1].split()
+        energy = float(words[words.index("Energy") + 1]) if "Energy" in words[:-1] else None
+        return xyz_dict_from_atoms(frames.elem, frames.xyzs[-1]), energy
+    except Exception:  # noqa: BLE001 - a half-written trajectory must not hide the classified failure
+        return None, None

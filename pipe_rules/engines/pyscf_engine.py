@@ -160,13 +160,14 @@ def _optimise(mol, method: str, settings: dict, workdir: Path) -> EngineResult:
             if failure is None:
                 raise
             raise failure from None
-    if not converged:
-        raise EngineFailure(ESS, "max_opt_cycles",
-                            f"geomeTRIC did not converge within max_steps={settings['max_steps']} steps; raise "
-                            "options.max_steps or start from a better geometry")
     # geomeTRIC evaluates the final geometry last: the final mol's coordinates are those of steps[-1]
     coords = final.atom_coords(unit="Angstrom")
     geometry = xyz_dict_from_atoms([final.atom_pure_symbol(i) for i in range(final.natm)], coords)
+    if not converged:
+        raise EngineFailure(ESS, "max_opt_cycles",
+                            f"geomeTRIC did not converge within max_steps={settings['max_steps']} steps; raise "
+                            "options.max_steps or start from a better geometry",
+                            last_geometry=geometry, last_energy_hartree=steps[-1] if steps else None)
     data = {"n_steps": len(steps), "initial_energy_hartree": initial}
     return EngineResult(energy_hartree=steps[-1], geometry=geometry, converged=True, data=data,
                         native_outputs=[name for name in ("pyscf.out", "opt.log") if (workdir / name).exists()])

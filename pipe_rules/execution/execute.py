@@ -89,6 +89,8 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         ess = exc.failure_class is FailureClass.ESS
         state = TaskState.FAILED_ESS if ess else TaskState.FAILED_RETRYABLE
         fclass, reason, message = exc.failure_class.value, exc.reason, exc.message
+        if exc.last_geometry is not None:  # where it stopped: never converged, never COMPLETED
+            engine_result = EngineResult(exc.last_energy_hartree, exc.last_geometry, converged=False)
     except SpecError as exc:  # retrying an invalid spec cannot help
         state, fclass, reason, message = TaskState.FAILED_TERMINAL, "terminal", "invalid_spec", str(exc)
     except InvalidRequest as exc:  # unknown engine, family, level or option; malformed payload

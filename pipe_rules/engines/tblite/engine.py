@@ -71,14 +71,15 @@ def _optimise(atoms: Atoms, method: str, settings: dict, workdir: Path) -> Engin
     with BFGS(atoms, logfile=str(workdir / "opt.log"), trajectory=str(workdir / "opt.traj")) as optimizer:
         converged = bool(optimizer.run(fmax=settings["fmax"], steps=settings["max_steps"]))
     reached = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
+    energy = energy_of(atoms)
+    geometry = xyz_dict_from_atoms(atoms.get_chemical_symbols(), atoms.get_positions().tolist())
     if not converged:
         raise EngineFailure(ESS, "max_opt_cycles",
                             f"BFGS stopped after {optimizer.nsteps} steps with max force {reached:.4g} eV/A, "
                             f"above fmax {settings['fmax']} eV/A; raise options.max_steps "
-                            f"(now {settings['max_steps']}) or start from a better geometry")
-    energy = energy_of(atoms)
+                            f"(now {settings['max_steps']}) or start from a better geometry",
+                            last_geometry=geometry, last_energy_hartree=energy)
     write_xyz(workdir / "final.xyz", atoms, f"energy={energy!r} Eh {method} tblite BFGS optimised")
-    geometry = xyz_dict_from_atoms(atoms.get_chemical_symbols(), atoms.get_positions().tolist())
     data = {"n_steps": int(optimizer.nsteps), "fmax_ev_per_angstrom": reached,
             "fmax_target_ev_per_angstrom": settings["fmax"], "initial_energy_hartree": initial}
     return EngineResult(energy_hartree=energy, geometry=geometry, converged=True, data=data,

@@ -159,6 +159,8 @@ def _geometric(atoms: Atoms, calc, workdir: Path, prefix: str, settings: dict, w
             failure = geometric_support.classify(exc, what, settings["max_steps"])
             if failure is None:
                 raise
+            failure.last_geometry, failure.last_energy_hartree = geometric_support.last_frame(
+                folder / f"{prefix}_optim.xyz")
             raise failure from None
 
 
