@@ -89,6 +89,8 @@ def print_pipe_rules(results: list[dict], syscalls: dict) -> None:
         row("stage+drain+ingest (s)", [r["total_s"] for r in results], "{:.2f}"),
         row("stage+drain+ingest per task (ms)", [r["total_ms_per_task"] for r in results], "{:.3f}", True),
         row("drain per task (ms)", [r["drain_ms_per_task"] for r in results], "{:.3f}", True),
+        row("drain CPU per task, all workers, net of start-up (ms)",
+            [r.get("drain_cpu_ms_per_task") for r in results], "{:.3f}", True),
         row("workers' start-up and exit, no task (s)", [r["worker_startup_s"] for r in results], "{:.2f}"),
         row("floor: write + rename of 300 B (ms)", [r["floor_ms"] for r in results], "{:.3f}"),
         row("drain per task per worker (ms)", [r["drain_ms_per_task_per_worker"] for r in results], "{:.3f}", True),

@@ -25,6 +25,7 @@ class Proc:
     seconds: float
     peak_rss_mb: float
     stdout: str = ""
+    cpu_s: float = 0.0  # user + system CPU of the process and its waited-for children (wait4)
 
 
 def vm_rss_mb(pid: int) -> float:
@@ -58,18 +59,19 @@ def run_all(cmds: list[list[str]], capture: bool = False, **popen) -> list[Proc]
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     outputs = {p.pid: p.stdout.read() if capture else "" for p in procs}  # small outputs only
-    peaks = {}
+    peaks, cpu = {}, {}
     for proc in procs:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         peaks[proc.pid] = usage.ru_maxrss / 1024
+        cpu[proc.pid] = usage.ru_utime + usage.ru_stime
     elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
     for proc, cmd in zip(procs, cmds):
         if proc.returncode != 0:
             raise SystemExit(f"exit {proc.returncode}: {shlex.join(cmd)}")
-    return [Proc(elapsed, max(peaks[p.pid], sampled[p.pid]), outputs[p.pid]) for p in procs]
+    return [Proc(elapsed, max(peaks[p.pid], sampled[p.pid]), outputs[p.pid], cpu[p.pid]) for p in procs]
 
 
 def cli(*args: str) -> list[str]:

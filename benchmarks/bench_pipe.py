@@ -212,7 +212,8 @@ def bench_pipe_rules(n: int, workers: int, where: Path | None, keep: bool = Fals
         status_again = status_step(run_dir, repeat=2)
         status_counts = status_step(run_dir, "--owners", "0", repeat=2)
         startup_status = status_startup_s()
-        startup = run_all(worker_cmds(run_dir, workers))[0].seconds  # nothing left: start, look, exit
+        idle = run_all(worker_cmds(run_dir, workers))  # nothing left: start, look, exit
+        startup = idle[0].seconds
         completed = {"records": completed_in_records(run_dir), "status": status_again[2]["tasks"].get("COMPLETED", 0)}
         entries, at = largest_folder(run_dir)
         files = inodes(run_dir)
@@ -226,6 +227,10 @@ def bench_pipe_rules(n: int, workers: int, where: Path | None, keep: bool = Fals
                 "stage_s": stage.seconds, "drain_s": drain_s, "ingest_s": ingest.seconds, "report_s": report.seconds,
                 "total_s": total, "drain_ms_per_task": 1000 * drain_s / n, "total_ms_per_task": 1000 * total / n,
                 "worker_startup_s": startup, "drain_net_ms_per_task": 1000 * max(drain_s - startup, 0.0) / n,
+                # CPU the workers used per task, net of their start-up's: flat across sizes means a growing
+                # wall time is spent waiting (the filesystem), not in the code
+                "drain_cpu_ms_per_task": 1000 * max(sum(p.cpu_s for p in drain) - sum(p.cpu_s for p in idle), 0.0) / n,
+                "drain_user_sys_s": [sum(p.cpu_s for p in drain), sum(p.cpu_s for p in idle)],
                 "floor_ms": floor, "floor_ms_before_after": [floor_before, floor_after],
                 "drain_ms_per_task_per_worker": per_worker_ms, "drain_net_ms_per_task_per_worker": net_ms,
                 "floor_ratio": per_worker_ms / floor, "floor_ratio_net": net_ms / floor,
