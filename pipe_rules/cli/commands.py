@@ -154,14 +154,16 @@ def cmd_ingest(args) -> int:
     (live leases) or handed back to the cluster (see store/handback.py), exit code 3."""
     from pipe_rules.reporting.ingest import ingest
     from pipe_rules.reporting.report_table import print_table, results_table
+    from pipe_rules.store.final_versions import FinalVersions
     from pipe_rules.store.handback import settle
 
     layout = RunLayout(Path(args.run_dir))
-    settled = settle(layout, wait_s=args.wait)
+    final = FinalVersions(layout)  # ended tasks' state versions, so ingestion opens them by name
+    settled = settle(layout, wait_s=args.wait, final=final)
     if settled.unfinished:
         print(f"pipe-rules: error: {settled.line(layout)}", file=sys.stderr)
         return EXIT_HANDED_BACK
-    summary = ingest(layout, reconciled=True)
+    summary = ingest(layout, reconciled=True, final=final)
     if args.table:
         from pipe_rules.store.records_io import load_records
 

@@ -30,30 +30,38 @@ from pipe_rules.contracts.errors import StateError
 from pipe_rules.contracts.records import RECORDS_SCHEMA_VERSION
 from pipe_rules.reporting.cost_sums import CostSummary, add_result
 from pipe_rules.reporting.ingest_families import FIELDS
+from pipe_rules.store.final_versions import FinalVersions
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.manifest import check_whole, iter_aliases
 from pipe_rules.store.owner_index import load_owner_index
 from pipe_rules.store.reconcile import reconcile
 from pipe_rules.store.records_io import RecordsWriter
 from pipe_rules.store.runrecord import read_run
-from pipe_rules.store.states import TaskState
+from pipe_rules.store.states import TERMINAL_TASK_STATES, TaskState
 from pipe_rules.store.task_files import load_spec, read_result
-from pipe_rules.store.taskstate import read_state
+from pipe_rules.store.taskstate import TaskStateRecord, read_state, read_version
 
 HARTREE_TO_KJ_PER_MOL = 2625.499639479
 
 
-def _task_entry(layout: RunLayout, task_id: str) -> dict[str, Any]:
+def _ended_state(layout: RunLayout, task_id: str, generation: int) -> TaskStateRecord:
+    """The state, opened by name at `generation` when a reconcile found it ended there (store/final_versions.py)."""
+    if generation:
+        state = read_version(layout, task_id, generation)
+        if state is not None and state.status in TERMINAL_TASK_STATES:
+            return state
+    return read_state(layout, task_id)
+
+
+def _task_entry(layout: RunLayout, task_id: str, generation: int = 0) -> dict[str, Any]:
     spec = load_spec(layout.spec(task_id))
-    state = read_state(layout, task_id)
+    state = _ended_state(layout, task_id, generation)
     entry: dict[str, Any] = {"task_id": task_id, "owner_key": spec.owner_key, "owner_type": spec.owner_type,
                              "status": state.status.value, "attempt_index": state.attempt_index,
                              "charge": spec.input_payload.get("charge"),
                              "multiplicity": spec.input_payload.get("multiplicity"),
                              "ingestion_metadata": spec.ingestion_metadata, "result": None}
-    path = layout.result(task_id, state.attempt_index)
-    if path.exists():
-        entry["result"] = read_result(path)
+    entry["result"] = read_result(layout.result(task_id, state.attempt_index), missing_ok=True)
     entry["failure_class"] = state.failure_class
     entry["failure_reason"] = state.failure_reason
     entry["_attempts"] = _attempt_results(layout, task_id, state.attempt_index, entry["result"])
@@ -64,12 +72,12 @@ def _attempt_results(layout: RunLayout, task_id: str, current: int, result: dict
     """Every attempt's result that exists (earlier ones only for retried tasks): what the task cost."""
     results = []
     for attempt in range(current):
-        path = layout.result(task_id, attempt)
-        if path.exists():
-            try:
-                results.append(read_result(path))
-            except StateError:  # a damaged old attempt: its cost is unknown, its task is not
-                continue
+        try:
+            found = read_result(layout.result(task_id, attempt), missing_ok=True)
+        except StateError:  # a damaged old attempt: its cost is unknown, its task is not
+            continue
+        if found is not None:
+            results.append(found)
     return results + ([result] if result else [])
 
 
@@ -153,10 +161,15 @@ class _RunTotals:
                 "elapsed_s": elapsed, "attempt_wall_s_sample": self.walls, "attempt_wall_s_count": self.n_walls}
 
 
-def _owner_groups(layout: RunLayout) -> Iterator[tuple[str, list[str], list[tuple[str, dict]]]]:
-    """(owner, its staged task ids, its aliases) for every owner in sorted order, from the owner
-    index: numpy columns, so 1,000,000 tasks group in a second and ~50 MB."""
-    index = load_owner_index(layout)
+def _owner_groups(layout: RunLayout, final: FinalVersions | None
+                  ) -> Iterator[tuple[str, list[tuple[str, int]], list[tuple[str, dict]]]]:
+    """(owner, its staged task ids each with the generation it ended at (0: unknown), its aliases)
+    for every owner in sorted order, from the owner index: numpy columns, so 1,000,000 tasks group
+    in a second and ~50 MB."""
+    noted, ended_at = final.noted() if final is not None else (None, None)
+    index = load_owner_index(layout, previous=noted)
+    if index is not noted:  # nothing noted, or the manifest changed since
+        ended_at = None
     order = np.argsort(index.owner_of, kind="stable")
     grouped = index.owner_of[order]
     bounds = np.searchsorted(grouped, np.arange(len(index.owners) + 1))
@@ -164,13 +177,15 @@ def _owner_groups(layout: RunLayout) -> Iterator[tuple[str, list[str], list[tupl
     for alias_id, alias in iter_aliases(layout):
         aliases[str(alias["owner_key"])].append((alias_id, alias))
     for position, owner in enumerate(index.owners):
-        ids = sorted(t.decode() for t in index.task_ids[order[bounds[position]:bounds[position + 1]]].tolist())
+        at = order[bounds[position]:bounds[position + 1]]
+        generations = ended_at[at].tolist() if ended_at is not None else [0] * len(at)
+        ids = sorted(zip((t.decode() for t in index.task_ids[at].tolist()), generations))
         yield owner, ids, aliases.pop(owner, [])
 
 
-def _owner_record(layout: RunLayout, family: str, owner: str, ids: list[str], aliases: list[tuple[str, dict]],
-                  totals: _RunTotals, writer: RecordsWriter) -> None:
-    entries = [_task_entry(layout, task_id) for task_id in ids]
+def _owner_record(layout: RunLayout, family: str, owner: str, ids: list[tuple[str, int]],
+                  aliases: list[tuple[str, dict]], totals: _RunTotals, writer: RecordsWriter) -> None:
+    entries = [_task_entry(layout, task_id, generation) for task_id, generation in ids]
     for alias_id, alias in aliases:
         base = _task_entry(layout, alias["of"])
         entries.append({**base, "task_id": alias_id, "owner_key": alias["owner_key"],
@@ -192,17 +207,19 @@ def _owner_record(layout: RunLayout, family: str, owner: str, ids: list[str], al
     writer.owner({"owner_key": owner, **fields, "cost": {"tasks": len(entries), **cost.as_dict()}})
 
 
-def ingest(layout: RunLayout, reconciled: bool = False) -> dict[str, Any]:
+def ingest(layout: RunLayout, reconciled: bool = False, final: FinalVersions | None = None) -> dict[str, Any]:
     """Reconcile (unless the caller just did), then write records.jsonl, failed.jsonl and last
-    summary.json from what is on disk, one owner at a time; it never runs a task. Returns the summary."""
+    summary.json from what is on disk, one owner at a time; it never runs a task. Returns the summary.
+    `final`: where the caller's reconcile found ended tasks' states (store/final_versions.py)."""
     if not reconciled:
-        reconcile(layout)
+        final = FinalVersions(layout)
+        reconcile(layout, final=final)
     run = read_run(layout)
     check_whole(layout, run.n_tasks)
     totals = _RunTotals()
     writer = RecordsWriter(layout)
     try:
-        for owner, ids, aliases in _owner_groups(layout):
+        for owner, ids, aliases in _owner_groups(layout, final):
             _owner_record(layout, run.family, owner, ids, aliases, totals, writer)
     except BaseException:
         writer.abort()

@@ -66,20 +66,21 @@ def _unfinished(counts: dict[str, int]) -> dict[str, int]:
     return {s.value: counts[s.value] for s in UNFINISHED if counts.get(s.value)}
 
 
-def settle(layout: RunLayout, wait_s: float | None = None, poll_s: float | None = None) -> Settled:
+def settle(layout: RunLayout, wait_s: float | None = None, poll_s: float | None = None, final=None) -> Settled:
     """Reconcile; wait (default: one lease plus the clock skew) while tasks are in flight; then
-    hand back whatever is unfinished. Reads and small state writes only: no task is ever run."""
+    hand back whatever is unfinished. Reads and small state writes only: no task is ever run.
+    `final`: a FinalVersions the reconciles note ended tasks in, for the ingestion that follows."""
     run = read_run(layout)
     limit = run.lease_s + run.clock_skew_s + 1.0 if wait_s is None else wait_s
     poll = min(run.heartbeat_s, 2.0) if poll_s is None else poll_s
     started = time.monotonic()
-    counts = reconcile(layout).counts
+    counts = reconcile(layout, final=final).counts
     while _unfinished(counts) and time.monotonic() - started < limit:
         in_flight = counts.get("CLAIMED", 0) + counts.get("RUNNING", 0)
         if not in_flight:  # nobody holds anything: waiting cannot help
             break
         time.sleep(poll)
-        counts = reconcile(layout).counts
+        counts = reconcile(layout, final=final).counts
     settled = Settled(counts, _unfinished(counts), waited_s=time.monotonic() - started)
     marker = handback_marker(layout)
     if not settled.unfinished:

@@ -7,6 +7,7 @@ even at 100,000 tasks (shared filesystems slow down on huge directories).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -156,12 +157,19 @@ class RunLayout:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
-    def iter_task_ids(self):
-        """Every staged task id, from the folders (used by reconcile/status, never by claims)."""
-        if not self.tasks_dir.is_dir():
+    def iter_task_ids(self, with_bucket: bool = False):
+        """Every staged task id, from the folders (used by reconcile/status, never by claims), bucket
+        by bucket in sorted order; `with_bucket`: (bucket, task id). Folder types come from the
+        listing (scandir), not from a stat per task."""
+        try:
+            buckets = sorted(e.name for e in os.scandir(self.tasks_dir) if e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for bucket in sorted(self.tasks_dir.iterdir()):
-            if bucket.is_dir():
-                for task in sorted(bucket.iterdir()):
-                    if task.is_dir():
-                        yield task.name
+        for bucket in buckets:
+            try:
+                with os.scandir(self.tasks_dir / bucket) as entries:
+                    names = sorted(e.name for e in entries if e.is_dir())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                yield (bucket, name) if with_bucket else name

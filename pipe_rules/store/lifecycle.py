@@ -93,13 +93,16 @@ def _restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
         remove_if_present(inflight)  # terminal: nobody needs a token of it ever again
 
 
-def ensure_pending_token(layout: RunLayout, record: TaskStateRecord) -> bool:
+def ensure_pending_token(layout: RunLayout, record: TaskStateRecord, listed=None) -> bool:
     """A PENDING task with neither a pending nor an in-flight token (its stager or requeuer was killed
     before it made one) gets a pending token. Only creates (O_EXCL), never removes: at worst a task
-    gets a second token, which the next claim folds into its one in-flight token."""
+    gets a second token, which the next claim folds into its one in-flight token. `listed`: a
+    reconcile's TokenSnapshot.listed (store/token_snapshot.py); a token it lists needs no probe."""
     if record.status is not S.PENDING:
         return False
     pending = layout.pending_token(record.shard, record.task_id)
+    if listed is not None and listed(pending):
+        return False
     if os.path.lexists(pending) or os.path.lexists(layout.inflight_token(record.task_id)):
         return False
     return _touch(pending)
@@ -288,29 +291,40 @@ def cancel(layout: RunLayout, task_id: str, lock_mode: str, by: str = "user") ->
     return False
 
 
-def requeue_stranded(layout: RunLayout, record: TaskStateRecord) -> bool:
+def requeue_stranded(layout: RunLayout, record: TaskStateRecord, listed=None) -> bool:
     """A PENDING task with an in-flight token (its claimer died before committing) gets its token
     moved back to its shard. A move, so if that claimer is alive after all and commits, its task
-    keeps one token (now pending), which the next claim turns back into an in-flight one."""
+    keeps one token (now pending), which the next claim turns back into an in-flight one. `listed`:
+    as in ensure_pending_token; a token absent from it is not tried."""
     if record.status is not S.PENDING:
         return False
-    return _move(layout.inflight_token(record.task_id), layout.pending_token(record.shard, record.task_id))
+    inflight = layout.inflight_token(record.task_id)
+    if listed is not None and listed(inflight) is False:
+        return False
+    return _move(inflight, layout.pending_token(record.shard, record.task_id))
 
 
-def repair_tokens(layout: RunLayout, record: TaskStateRecord) -> None:
+def repair_tokens(layout: RunLayout, record: TaskStateRecord, listed=None) -> None:
     """Make the queue tokens agree with a state read without the lock (reconcile, while workers may
     be live). Only what cannot race is done: a terminal state never changes again, so its stray
     tokens are removed and its marker made; a state that can still change only gets a token it
-    lacks, never loses one (the read may already be out of date)."""
+    lacks, never loses one (the read may already be out of date). `listed`: a reconcile's
+    TokenSnapshot.listed; a token it lists as absent is not unlinked, one it lists is not made again
+    (store/token_snapshot.py says why that is safe)."""
     task_id = record.task_id
     if record.status in TERMINAL_TASK_STATES:
-        remove_if_present(layout.pending_token(record.shard, task_id))
-        remove_if_present(layout.inflight_token(task_id))
-        for state in ENDED_STATES - {record.status}:
-            remove_if_present(layout.ended_token(state.value, task_id))
+        strays = [layout.pending_token(record.shard, task_id), layout.inflight_token(task_id)]
+        strays += [layout.ended_token(state.value, task_id) for state in ENDED_STATES - {record.status}]
+        for path in strays:
+            if listed is None or listed(path) is not False:
+                remove_if_present(path)
         if record.status in ENDED_STATES:
-            _touch(layout.ended_token(record.status.value, task_id))
+            marker = layout.ended_token(record.status.value, task_id)
+            if listed is None or not listed(marker):
+                _touch(marker)
     elif record.status is S.PENDING:
-        ensure_pending_token(layout, record)
-    elif record.status in IN_FLIGHT_TASK_STATES and not os.path.lexists(layout.inflight_token(task_id)):
-        _touch(layout.inflight_token(task_id))
+        ensure_pending_token(layout, record, listed)
+    elif record.status in IN_FLIGHT_TASK_STATES:
+        inflight = layout.inflight_token(task_id)
+        if not (listed is not None and listed(inflight)) and not os.path.lexists(inflight):
+            _touch(inflight)

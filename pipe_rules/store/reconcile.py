@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store.fsio import read_json, remove_if_present, stale_temp_reason
@@ -29,7 +30,11 @@ from pipe_rules.store.states import (
     TaskState,
     run_state_from_counts,
 )
-from pipe_rules.store.taskstate import TaskStateRecord, read_state, write_rebuilt_state
+from pipe_rules.store.taskstate import TaskStateRecord, read_current, read_state, write_rebuilt_state
+from pipe_rules.store.token_snapshot import TokenSnapshot
+
+if TYPE_CHECKING:  # numpy: never imported by a worker, whose lingering uses this module
+    from pipe_rules.store.final_versions import FinalVersions
 
 
 @dataclass
@@ -51,12 +56,19 @@ def _has_completed_result(layout: RunLayout, task_id: str, attempt: int) -> bool
         return False
 
 
-def _expire(layout: RunLayout, run: RunRecord, task_id: str, now: float) -> TaskStateRecord | None:
-    state = read_state(layout, task_id)
+def _expire(layout: RunLayout, run: RunRecord, task_id: str, now: float,
+            final: FinalVersions | None = None) -> tuple[TaskStateRecord, bool]:
+    """(the task's state, whether this call changed it): an in-flight task whose lease ran out is
+    orphaned (or salvaged); any other is returned as read, so the caller reads it once. An ended
+    task's generation is noted in `final` (for ingestion)."""
+    state, generation = read_current(layout, task_id)
+    if state.status in TERMINAL_TASK_STATES and final is not None:
+        final.note(task_id, generation)
     if state.status not in IN_FLIGHT_TASK_STATES or state.lease_expires_at + run.clock_skew_s > now:
-        return None
-    return orphan_if_expired(layout, task_id, run.lock_mode, now, run.clock_skew_s,
-                             lambda attempt: _has_completed_result(layout, task_id, attempt))
+        return state, False
+    changed = orphan_if_expired(layout, task_id, run.lock_mode, now, run.clock_skew_s,
+                                lambda attempt: _has_completed_result(layout, task_id, attempt))
+    return (changed, True) if changed is not None else (read_state(layout, task_id), False)
 
 
 @dataclass
@@ -74,11 +86,10 @@ def orphan_expired_inflight(layout: RunLayout, run: RunRecord, inflight: list[st
     now = time.time()
     for task_id in inflight:
         try:
-            changed = _expire(layout, run, task_id, now)
-            state = changed or read_state(layout, task_id)
+            state, changed = _expire(layout, run, task_id, now)
         except (StateError, LockTimeout, ValueError):
             continue  # reported by the full reconcile
-        if changed is not None:
+        if changed:
             view.requeued += 1
         elif state.status in IN_FLIGHT_TASK_STATES:
             view.running += 1
@@ -134,21 +145,24 @@ def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) 
     return record
 
 
-def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False) -> ReconcileReport:
+def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False,
+              final: FinalVersions | None = None) -> ReconcileReport:
+    """`final`: note there the version each ended task ended at (store/final_versions.py)."""
     run = read_run(layout)
     set_soft_lease(run.lock_lease_s)
     counts: Counter[TaskState] = Counter()
     report = ReconcileReport(RunState.CREATED, {})
     now = time.time()
-    for task_id in layout.iter_task_ids():
+    tokens = TokenSnapshot(layout)
+    for bucket, task_id in layout.iter_task_ids(with_bucket=True):
+        tokens.enter(bucket)  # before its states are read (store/token_snapshot.py)
         try:
             try:
-                changed = _expire(layout, run, task_id, now)
+                state, changed = _expire(layout, run, task_id, now, final)
             except LockTimeout:  # busy, not corrupt: count it as it reads now, repair nothing
-                changed = None
-            state = changed or read_state(layout, task_id)
-            if changed is not None:
-                (report.salvaged if changed.salvaged else report.orphaned).append(task_id)
+                state, changed = read_state(layout, task_id), False
+            if changed:
+                (report.salvaged if state.salvaged else report.orphaned).append(task_id)
         except StateError as exc:
             shard = shard_of(layout, task_id) if repair else None  # read only here: 1M shards take 200 MB
             if shard is None:
@@ -157,9 +171,9 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False)
             state = _rebuild_state(layout, task_id, run, shard)
             report.repaired.append(task_id)
         if repair:
-            repair_tokens(layout, state)
+            repair_tokens(layout, state, tokens.listed)
             if state.status is TaskState.PENDING:
-                requeue_stranded(layout, state)
+                requeue_stranded(layout, state, tokens.listed)
         counts[state.status] += 1
     if repair:
         _drop_stale_inflight(layout)

@@ -35,8 +35,14 @@ def write_result(path: Path, record: ResultRecord) -> None:
         atomic_write_json(path, data)
 
 
-def read_result(path: Path) -> dict[str, Any]:
-    data = read_json(path, "task result")
+def read_result(path: Path, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The validated result; `missing_ok`: None if there is none (one open, no stat before it)."""
+    try:
+        data = read_json(path, "task result")
+    except StateError:
+        if missing_ok and not os.path.lexists(path):
+            return None
+        raise
     found = problem(ResultRecord, data)
     if found:
         raise StateError(found[1], path=path, field=found[0])

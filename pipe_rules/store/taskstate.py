@@ -119,10 +119,15 @@ def _parse(text: bytes, path: Path) -> TaskStateRecord:
 
 def read_state(layout: RunLayout, task_id: str) -> TaskStateRecord:
     """Lock-free read of the current version: each version is written once, so it is always whole."""
+    return read_current(layout, task_id)[0]
+
+
+def read_current(layout: RunLayout, task_id: str) -> tuple[TaskStateRecord, int]:
+    """read_state, and the generation it read."""
     got = versioned.read_bytes(layout.task_dir(task_id), "state")
     if got is None:
         raise StateError("task state is missing", path=layout.state(task_id))
-    return _parse(got[1], got[2])
+    return _parse(got[1], got[2]), got[0]
 
 
 def state_exists(layout: RunLayout, task_id: str) -> bool:
