@@ -240,6 +240,39 @@ def test_restaging_gives_back_the_token_a_killed_stager_never_made(tmp_path, mon
     assert claim is not None and claim.task_id == task_id
 
 
+def test_a_stager_that_made_the_task_folder_loses_the_state_to_a_second_stager_inside_its_window(tmp_path,
+                                                                                                monkeypatch):
+    """Stager A makes a task's folder, so it looks for no existing state before its create (issue
+    13). Right after A's mkdir, stager B writes the task's spec, state and token, and a worker claims
+    it. A's exclusive create of version 1 must then fail and A must leave the task alone: had A
+    taken the task for its own, it would make a second token for a task that is already running."""
+    config = write_config(tmp_path, 1, shards=1)
+    campaign = load_campaign(config)
+    layout = RunLayout(campaign.run_dir("main"))
+    real = staging._made_now
+    seen: list = []
+
+    def b_inside_a_window(folder):
+        made = real(folder)
+        if made and folder.parent.parent == layout.tasks_dir and not seen:
+            spec = next(iter(staging.build_specs(campaign, campaign.runs[0])))
+            seen.append(staging._write_task(layout, spec, SHARD, 3, set()))  # B, on the folder A just made
+            seen.append(_picker(layout, "W").next_claim())
+        return made
+
+    monkeypatch.setattr(staging, "_made_now", b_inside_a_window)
+    stage_run(campaign, "main")
+    monkeypatch.undo()
+    task_id = "h2_0_species_sp"
+    assert seen[0] == (SHARD, True) and seen[1] is not None, "B and the worker did not run inside A's window"
+    assert versioned.generations(layout.task_dir(task_id), "state") == [1, 2]
+    assert read_state(layout, task_id).status is S.RUNNING
+    assert os.listdir(layout.pending_token(SHARD, task_id).parent) == [], "A made a second token"
+    assert layout.inflight_token(task_id).exists()
+    finish(layout, seen[1], read_run(layout).lock_mode, S.COMPLETED)
+    assert run_status(layout).counts[S.COMPLETED.value] == 1
+
+
 # -- 4. a rebuilt state never reuses the last attempt ---------------------------------------------------------
 
 @pytest.mark.parametrize("folders,status,attempt", [((0,), S.PENDING, 1), ((0, 1), S.FAILED_TERMINAL, 1)])

@@ -11,6 +11,7 @@ token is created only if absent, and the manifest is appended to under a short l
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +245,17 @@ def _open_run(campaign: Campaign, run: RunConfig, layout: RunLayout) -> RunRecor
     return record
 
 
+def _made_now(folder) -> bool:
+    """mkdir; True if this call made the folder, False if it was there (a folder; anything else raises)."""
+    try:
+        os.mkdir(folder)
+        return True
+    except FileExistsError:
+        if not os.path.isdir(folder):
+            raise
+        return False
+
+
 def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int, made: set) -> tuple[str, bool]:
     """Create the task's spec, state and queue token unless they exist; return the task's shard and
     whether this call created its state. Every first write is a create-if-absent (link), so of
@@ -257,13 +269,14 @@ def _write_task(layout: RunLayout, spec: TaskSpec, shard: str, max_attempts: int
     if token.parent not in made:
         token.parent.mkdir(parents=True, exist_ok=True)
         made.add(token.parent)
-    folder.mkdir(exist_ok=True)
-    layout.attempts_dir(spec.task_id).mkdir(exist_ok=True)  # here, not on the drain path: one mkdir less per task there
+    fresh = _made_now(folder)  # then no state can exist yet: none is looked for
+    _made_now(layout.attempts_dir(spec.task_id))  # here, not on the drain path: one mkdir less per task there
     if (not write_new_json(layout.spec(spec.task_id), spec.as_dict())
             and load_spec(layout.spec(spec.task_id)).fingerprint != spec.fingerprint):
         raise StagingError("a different spec already exists here; refusing to overwrite it",
                            path=layout.spec(spec.task_id))
-    if write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts)):
+    if write_initial_state(layout, TaskStateRecord(task_id=spec.task_id, shard=shard, max_attempts=max_attempts),
+                           fresh=fresh):
         touch_new(token)
         return shard, True
     try:  # staged before (by another stager, or by one killed before it made the token)

@@ -134,11 +134,12 @@ def state_exists(layout: RunLayout, task_id: str) -> bool:
     return versioned.current(layout.task_dir(task_id), "state") is not None
 
 
-def write_initial_state(layout: RunLayout, record: TaskStateRecord) -> bool:
+def write_initial_state(layout: RunLayout, record: TaskStateRecord, fresh: bool = False) -> bool:
     """Create the first version unless any exists (two stagers of one run race here): the loser
-    never overwrites a state a worker may already have moved on. True if this call created it."""
+    never overwrites a state a worker may already have moved on. True if this call created it.
+    `fresh`: this process just made the task's folder (see versioned.create)."""
     record.check_invariants()
-    return versioned.create(layout.task_dir(record.task_id), "state", record.as_dict())
+    return versioned.create(layout.task_dir(record.task_id), "state", record.as_dict(), fresh=fresh)
 
 
 def write_rebuilt_state(layout: RunLayout, record: TaskStateRecord) -> bool:

@@ -121,8 +121,14 @@ def remove_version(folder: Path, stem: str, generation: int) -> None:
     _unlink(path_of(folder, stem, generation))
 
 
-def create(folder: Path, stem: str, data: Any, pretty: bool = False) -> bool:
-    """Create generation 1 unless any version exists; True if this call created the document."""
+def create(folder: Path, stem: str, data: Any, pretty: bool = False, fresh: bool = False) -> bool:
+    """Create generation 1 unless any version exists; True if this call created the document.
+
+    `fresh`: the caller's own mkdir just made `folder`, so no version can be older than this one and
+    none is looked for, before or after (a stager of 1,000,000 tasks: 10 metadata calls fewer per
+    task); of racing creators the exclusive create still picks one."""
+    if fresh:
+        return create_new(path_of(folder, stem, 1), encode(data, pretty))
     if current(folder, stem) is not None:
         return False
     if not create_new(path_of(folder, stem, 1), encode(data, pretty)):
