@@ -153,7 +153,7 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False,
     counts: Counter[TaskState] = Counter()
     report = ReconcileReport(RunState.CREATED, {})
     now = time.time()
-    tokens = TokenSnapshot(layout)
+    tokens = TokenSnapshot(layout, run.n_tasks)
     for bucket, task_id in layout.iter_task_ids(with_bucket=True):
         tokens.enter(bucket)  # before its states are read (store/token_snapshot.py)
         try:

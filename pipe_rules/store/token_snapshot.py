@@ -3,7 +3,10 @@ it knows are absent.
 
 Repairing a task's tokens blindly costs five calls per COMPLETED task (an unlink of every token name
 it could have), which made them the largest part of ingestion's metadata calls (27 per task at
-10,000 tasks, strace). Listing a bucket's token folders costs a few calls per bucket instead.
+10,000 tasks, strace). Listing a folder costs about four calls, so a folder is listed only where
+it replaces more probes than that: the ended folders of a bucket when the bucket holds at least
+HITS_TO_LIST tasks, a shard's pending folder of a bucket when the bucket holds that many of the
+shard's tasks (many shards and few tasks: probing is cheaper, and is what happens).
 
 Why a listing taken earlier is safe to act on: it is taken before the states of its bucket are read,
 and only tokens absent from it are skipped. A token made after the listing belongs to a state
@@ -31,24 +34,32 @@ def _names(folder: Path) -> frozenset[str]:
         return frozenset()
 
 
+HITS_TO_LIST = 4  # probes a listing must replace to pay for itself (tests set 0: list every folder)
+BUCKETS = 256  # task buckets (store/layout.py)
+
+
 class TokenSnapshot:
     """`listed(path)`: True or False if the token's folder was listed (the token was there or not),
-    None if it was not (a shard staged after the listing began): then the caller probes."""
+    None if it was not (not worth it, or a shard staged after the listing began): then the caller
+    probes. `n_tasks`: the run's staged tasks, for the estimate of what a listing replaces."""
 
-    def __init__(self, layout: RunLayout):
+    def __init__(self, layout: RunLayout, n_tasks: int):
         self.layout = layout
-        self._shards = sorted(_names(layout.pending_dir))
+        shards = sorted(_names(layout.pending_dir))
+        per_bucket = n_tasks / BUCKETS
+        self._shards = shards if per_bucket / max(len(shards), 1) >= HITS_TO_LIST else []
+        self._ended = _ENDED if per_bucket >= HITS_TO_LIST else ()
         self._inflight = _names(layout.inflight_dir)
         self._bucket: str | None = None
         self._folders: dict[Path, frozenset[str]] = {}
 
     def enter(self, bucket: str) -> None:
-        """List the bucket's pending and ended folders (again only when the bucket changes)."""
+        """List the bucket's folders worth listing (again only when the bucket changes)."""
         if bucket == self._bucket:
             return
         self._bucket = bucket
         folders = [self.layout.pending_dir / shard / bucket for shard in self._shards]
-        folders += [self.layout.ended_dir / state / bucket for state in _ENDED]
+        folders += [self.layout.ended_dir / state / bucket for state in self._ended]
         self._folders = {folder: _names(folder) for folder in folders}
 
     def listed(self, path: Path) -> bool | None:
