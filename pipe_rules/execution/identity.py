@@ -19,5 +19,13 @@ def scheduler_job_id() -> str | None:
 
 
 def worker_identity(worker_id: str, shard: str | None) -> dict[str, Any]:
-    return {"id": worker_id, "host": socket.gethostname(), "pid": os.getpid(), "shard": shard,
-            "scheduler_job_id": scheduler_job_id()}
+    """A fresh dict per attempt (the result owns it); the host and job id are looked up once per
+    process, not per task (a uname call and a dozen environment lookups each)."""
+    pid = os.getpid()
+    if _this_process.get("pid") != pid:  # first call, or a forked child
+        _this_process.update(pid=pid, host=socket.gethostname(), job=scheduler_job_id())
+    return {"id": worker_id, "host": _this_process["host"], "pid": pid, "shard": shard,
+            "scheduler_job_id": _this_process["job"]}
+
+
+_this_process: dict[str, Any] = {}

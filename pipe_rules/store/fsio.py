@@ -141,22 +141,31 @@ def write_new_json(path: Path, data: Any) -> bool:
     return create_new(path, compact_json(data))
 
 
-def read_json(path: Path, what: str, repair_hint: str = "") -> Any:
+def read_json(path: Path, what: str, repair_hint: str = "", own: bool = False) -> Any:
     """Read a JSON file, turning a missing, truncated or corrupt file into one clear StateError.
 
-    `repair_hint` is appended to corruption errors: only say that something repairs a file if it does."""
+    `repair_hint` is appended to corruption errors: only say that something repairs a file if it does.
+    `own`: a file pipe_rules wrote (see parse_json)."""
     try:
-        text = read_bytes(path).decode("utf-8")
+        text = read_bytes(path)  # bytes: parse_json decodes, and words a file that is not UTF-8
     except FileNotFoundError:
         raise StateError(f"{what} is missing", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise StateError(f"{what} is corrupt (not UTF-8 text at byte {exc.start}){repair_hint}", path=path) from None
     except OSError as exc:
         raise StateError(f"cannot read {what}: {exc.strerror}", path=path) from None
-    return parse_json(text, path, what, repair_hint)
+    return parse_json(text, path, what, repair_hint, own)
 
 
-def parse_json(text: str | bytes, path: Path, what: str, repair_hint: str = "") -> Any:
+def parse_json(text: str | bytes, path: Path, what: str, repair_hint: str = "", own: bool = False) -> Any:
+    """`own`: a file pipe_rules wrote with compact_json (spec, result), parsed by orjson first: a worker
+    parses a spec per task and ingestion every result, and orjson is several times faster. It reads
+    back exactly what orjson wrote; other files go to the json module only, since orjson would turn an
+    integer beyond 64 bits into a float. What orjson refuses (NaN, broken files) goes to the json
+    module too, which accepts what it always did and words the error."""
+    if own:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from pipe_rules.contracts.ids import check_safe_id
@@ -33,6 +33,9 @@ def _task_dir(root: Path, task_id: str) -> Path:
 
 @dataclass(frozen=True)
 class RunLayout:
+    """Paths only, never state: the fixed folders are joined once per layout (cached_property), as a
+    worker asks for them several times per task."""
+
     root: Path
 
     @property
@@ -62,7 +65,7 @@ class RunLayout:
         """Held only while a stager merges its tasks into manifest.json (milliseconds)."""
         return self.root / "locks" / "manifest.lock"
 
-    @property
+    @cached_property
     def tasks_dir(self) -> Path:
         return self.root / "tasks"
 
@@ -95,7 +98,7 @@ class RunLayout:
     def result(self, task_id: str, attempt_index: int) -> Path:
         return self.attempt_dir(task_id, attempt_index) / "result.json"
 
-    @property
+    @cached_property
     def pending_dir(self) -> Path:
         return self.root / "queue" / "pending"
 
@@ -106,7 +109,7 @@ class RunLayout:
         check_safe_id(shard, "shard")
         return self.pending_dir / shard / self._checked_bucket(task_id) / task_id
 
-    @property
+    @cached_property
     def ended_dir(self) -> Path:
         return self.root / "queue" / "ended"
 
@@ -115,7 +118,7 @@ class RunLayout:
         reading every state file (completed = staged - pending - in flight - ended)."""
         return self.ended_dir / state / self._checked_bucket(task_id) / task_id
 
-    @property
+    @cached_property
     def inflight_dir(self) -> Path:
         return self.root / "queue" / "inflight"
 
@@ -123,14 +126,14 @@ class RunLayout:
         self._checked_bucket(task_id)
         return self.inflight_dir / task_id
 
-    @property
+    @cached_property
     def shards_dir(self) -> Path:
         return self.root / "shards"
 
     def shard_record(self, shard: str) -> Path:
         return self.shards_dir / f"{shard}.json"
 
-    @property
+    @cached_property
     def results_dir(self) -> Path:
         return self.root / "results"
 
@@ -153,7 +156,7 @@ class RunLayout:
         """What schema-1 ingestion wrote (everything in one document)."""
         return self.results_dir / "records.json"
 
-    @property
+    @cached_property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 

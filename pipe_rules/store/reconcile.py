@@ -51,7 +51,7 @@ class ReconcileReport:
 def _has_completed_result(layout: RunLayout, task_id: str, attempt: int) -> bool:
     path = layout.result(task_id, attempt)
     try:
-        return read_json(path, "task result").get("status") == "COMPLETED"
+        return read_json(path, "task result", own=True).get("status") == "COMPLETED"
     except (StateError, AttributeError):
         return False
 
@@ -102,7 +102,7 @@ def orphan_expired_inflight(layout: RunLayout, run: RunRecord, inflight: list[st
 
 def _result_outcome(layout: RunLayout, task_id: str, attempt: int) -> str | None:
     try:
-        return read_json(layout.result(task_id, attempt), "task result").get("outcome")
+        return read_json(layout.result(task_id, attempt), "task result", own=True).get("outcome")
     except (StateError, AttributeError):
         return None
 

@@ -17,7 +17,7 @@ from pipe_rules.store.fsio import atomic_write_json, read_json
 def load_spec(path: Path) -> TaskSpec:
     """Read, parse and validate a spec.json; a spec that fails here is never executed."""
     try:
-        data = read_json(path, "task spec")
+        data = read_json(path, "task spec", own=True)
     except StateError as exc:
         raise SpecError(exc.message, path=path) from None
     return TaskSpec.from_dict(data, path)
@@ -38,7 +38,7 @@ def write_result(path: Path, record: ResultRecord) -> None:
 def read_result(path: Path, missing_ok: bool = False) -> dict[str, Any] | None:
     """The validated result; `missing_ok`: None if there is none (one open, no stat before it)."""
     try:
-        data = read_json(path, "task result")
+        data = read_json(path, "task result", own=True)
     except StateError:
         if missing_ok and not os.path.lexists(path):
             return None
