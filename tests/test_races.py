@@ -596,3 +596,52 @@ def test_another_host_never_takes_a_live_launcher_for_dead(tmp_path):
     old = lease.stat().st_mtime - LAUNCHER_LEASE_S - 1
     os.utime(lease, (old, old))
     assert not api.launcher_alive("r") and api.poll("r").needs_launch
+
+
+def _other_client_creates_first(monkeypatch, path, vanish_after: bool = False):
+    """FUSE (GlusterFS) answers an O_CREAT open with EEXIST when another client created the name
+    between this client's lookup and its create: do exactly that, once, for `path`. `vanish_after`:
+    and the name is gone again before this client opens it as existing."""
+    real_open = os.open
+    calls = {"create": 0, "plain": 0}
+
+    def fake_open(target, flags, mode=0o777, **kw):
+        if os.fspath(target) == os.fspath(path):
+            if flags & os.O_CREAT and not calls["create"]:
+                calls["create"] += 1
+                os.close(real_open(target, os.O_WRONLY | os.O_CREAT, 0o644))  # the other client's create
+                raise FileExistsError(errno.EEXIST, "File exists", os.fspath(target))
+            if not flags & os.O_CREAT:
+                calls["plain"] += 1
+                if vanish_after and calls["plain"] == 1:
+                    os.unlink(target)
+        return real_open(target, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    return calls
+
+
+def test_a_flock_whose_lock_file_another_client_created_at_the_same_instant_is_taken_and_excludes(
+        tmp_path, monkeypatch):
+    path = tmp_path / "locks" / "ba.lock"
+    path.parent.mkdir()
+    calls = _other_client_creates_first(monkeypatch, path)
+    holder = locks.FlockLock(path, timeout=0.05)
+    holder.acquire()  # was: FileExistsError out of os.open(O_CREAT), the claimer crashed
+    try:
+        assert calls == {"create": 1, "plain": 1}
+        with pytest.raises(LockTimeout):
+            locks.FlockLock(path, timeout=0.05).acquire()
+    finally:
+        holder.release()
+
+
+def test_a_shared_file_whose_name_appears_and_vanishes_again_is_created_afresh(tmp_path, monkeypatch):
+    from pipe_rules.store.fsio import open_or_create
+
+    path = tmp_path / "manifest.tsv"
+    calls = _other_client_creates_first(monkeypatch, path, vanish_after=True)
+    fd = open_or_create(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"line\n")
+    os.close(fd)
+    assert calls == {"create": 1, "plain": 1} and path.read_bytes() == b"line\n"

@@ -47,6 +47,28 @@ def _write_file(path: Path, data: bytes, fsync: bool = False) -> None:
         os.close(fd)
 
 
+def open_or_create(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open(path, flags | O_CREAT) for a file several clients open and none removes (a lock file,
+    the manifest). POSIX says that never fails because the name exists; through FUSE (GlusterFS) it
+    can: when another client creates the name between this client's lookup and its create, the
+    create comes back EEXIST (seen in the two-mount claim test). The file exists then, so it is
+    opened as it is."""
+    for _ in range(_OPEN_TRIES):
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, mode)
+        except FileExistsError:
+            pass
+        try:
+            return os.open(path, (flags & ~os.O_CREAT) | os.O_CLOEXEC)
+        except FileNotFoundError:  # removed again meanwhile (a test's cleanup): create it afresh
+            continue
+    raise OSError(errno.EEXIST, f"could not open {path}: its name kept appearing and disappearing "
+                                f"({_OPEN_TRIES} tries)", str(path))
+
+
+_OPEN_TRIES = 5
+
+
 def read_bytes(path: Path) -> bytes:
     """The whole file, with one openat and no fstat (see _write_file)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from pipe_rules.contracts.errors import PipeRulesError, StateError
-from pipe_rules.store.fsio import remove_if_present, taken_by_other, vanished
+from pipe_rules.store.fsio import open_or_create, remove_if_present, taken_by_other, vanished
 from pipe_rules.store.hostid import HOST_KEY, pid_alive, process_started, same_host
 
 LOCK_MODES = ("flock", "soft")
@@ -69,10 +69,10 @@ class FlockLock:
 
     def acquire(self) -> None:
         try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_or_create(self._path, os.O_RDWR)
         except FileNotFoundError:  # a run folder from before its locks/ folder existed
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_or_create(self._path, os.O_RDWR)
         deadline, pause = time.monotonic() + self._timeout, 0.0005
         while True:
             try:

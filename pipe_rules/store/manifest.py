@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pipe_rules.contracts.errors import StateError
-from pipe_rules.store.fsio import read_json
+from pipe_rules.store.fsio import open_or_create, read_json
 from pipe_rules.store.layout import RunLayout
 
 HINT = "; restage the campaign to rewrite it"
@@ -152,7 +152,7 @@ def _append(path, lines: Iterable[str]) -> None:
     text = "".join(lines)
     if not text:
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    fd = open_or_create(path, os.O_WRONLY | os.O_APPEND)
     try:
         view = memoryview(text.encode("utf-8"))
         while view:
