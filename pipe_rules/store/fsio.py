@@ -60,7 +60,7 @@ def open_or_create(path: Path, flags: int, mode: int = 0o644) -> int:
             pass
         try:
             return os.open(path, (flags & ~os.O_CREAT) | os.O_CLOEXEC)
-        except FileNotFoundError:  # removed again meanwhile (a test's cleanup): create it afresh
+        except FileNotFoundError:  # removed meanwhile after all: create it afresh
             continue
     raise OSError(errno.EEXIST, f"could not open {path}: its name kept appearing and disappearing "
                                 f"({_OPEN_TRIES} tries)", str(path))
