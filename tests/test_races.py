@@ -23,7 +23,7 @@ from pipe_rules.inputs import staging
 from pipe_rules.inputs.config import load_campaign
 from pipe_rules.inputs.staging import stage_run
 from pipe_rules.reporting.status import run_status
-from pipe_rules.store import lifecycle, locks, reconcile as reconcile_mod, versioned
+from pipe_rules.store import fsio, lifecycle, locks, reconcile as reconcile_mod, versioned
 from pipe_rules.store.cancel import cancel_run
 from pipe_rules.store.claims import TaskPicker
 from pipe_rules.store.layout import RunLayout
@@ -637,11 +637,9 @@ def test_a_flock_whose_lock_file_another_client_created_at_the_same_instant_is_t
 
 
 def test_a_shared_file_whose_name_appears_and_vanishes_again_is_created_afresh(tmp_path, monkeypatch):
-    from pipe_rules.store.fsio import open_or_create
-
     path = tmp_path / "manifest.tsv"
     calls = _other_client_creates_first(monkeypatch, path, vanish_after=True)
-    fd = open_or_create(path, os.O_WRONLY | os.O_APPEND)
+    fd = fsio.open_or_create(path, os.O_WRONLY | os.O_APPEND)
     os.write(fd, b"line\n")
     os.close(fd)
     assert calls == {"create": 1, "plain": 1} and path.read_bytes() == b"line\n"

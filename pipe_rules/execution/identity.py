@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import lru_cache
 from typing import Any
 
 
@@ -22,10 +23,11 @@ def worker_identity(worker_id: str, shard: str | None) -> dict[str, Any]:
     """A fresh dict per attempt (the result owns it); the host and job id are looked up once per
     process, not per task (a uname call and a dozen environment lookups each)."""
     pid = os.getpid()
-    if _this_process.get("pid") != pid:  # first call, or a forked child
-        _this_process.update(pid=pid, host=socket.gethostname(), job=scheduler_job_id())
-    return {"id": worker_id, "host": _this_process["host"], "pid": pid, "shard": shard,
-            "scheduler_job_id": _this_process["job"]}
+    host, job = _host_and_job(pid)
+    return {"id": worker_id, "host": host, "pid": pid, "shard": shard, "scheduler_job_id": job}
 
 
-_this_process: dict[str, Any] = {}
+@lru_cache(maxsize=1)
+def _host_and_job(pid: int) -> tuple[str, str | None]:
+    """Keyed by pid, so a forked child looks them up again."""
+    return socket.gethostname(), scheduler_job_id()
