@@ -81,18 +81,27 @@ def test_a_cancel_that_read_the_running_version_loses_to_the_finish(staged_run, 
 
 def test_two_claimers_that_both_read_version_1_never_both_own_the_task(staged_run, monkeypatch):
     """A lingering worker claims a task (stranded behind its in-flight token) while its first claimer,
-    which read the same PENDING version 1, is about to create version 2. Exactly one owns it."""
+    which read the same PENDING version 1, is about to make the attempt's folder. Exactly one owns
+    it: the folder's maker; the other finds it taken and, not knowing that claimer dead, leaves it."""
     layout, task_id, mode = _one_task(staged_run)
     os.rename(layout.pending_token(SHARD, task_id), layout.inflight_token(task_id))
+    real = lifecycle.take_attempt_folder
     other = []
-    _inside_commit(monkeypatch, lambda: other.append(claim_and_start(layout, task_id, mode, "B", 30.0,
-                                                                       inflight_placed=True)))
+
+    def b_first(layout_, task, attempt):
+        if not other:
+            other.append(None)  # once: B's own claim comes through here too
+            other[0] = claim_and_start(layout, task_id, mode, "B", 30.0, inflight_placed=True, settle=True)
+        return real(layout_, task, attempt)
+
+    monkeypatch.setattr(lifecycle, "take_attempt_folder", b_first)
     mine = claim_and_start(layout, task_id, mode, "A", 30.0, inflight_placed=True)
     monkeypatch.undo()
     assert mine is None and other[0] is not None and other[0].worker_id == "B"
-    state = read_state(layout, task_id)
-    assert state.status is S.RUNNING and state.claim_token == other[0].token
-    assert [h["to"] for h in state.history] == ["CLAIMED", "RUNNING"]  # one claim, not two
+    assert os.listdir(layout.attempts_dir(task_id)) == ["0"] and other[0].attempt_index == 0
+    state = finish(layout, other[0], mode, S.COMPLETED)
+    assert read_state(layout, task_id).claim_token is None and state.status is S.COMPLETED
+    assert [h["to"] for h in state.history] == ["CLAIMED", "RUNNING", "COMPLETED"]  # one claim, not two
 
 
 def test_a_heartbeat_from_memory_after_the_task_was_orphaned_loses_ownership(staged_run, monkeypatch):
@@ -101,6 +110,7 @@ def test_a_heartbeat_from_memory_after_the_task_was_orphaned_loses_ownership(sta
     stops its engine); the re-queued version stands, and the worker's finish writes nothing either."""
     layout, task_id, mode = _one_task(staged_run)
     claim = TaskPicker(layout, SHARD, mode, "A", 30.0).next_claim()
+    renew_lease(layout, claim, mode, 30.0)  # its first heartbeat writes the claim down (version 2)
     far = read_state(layout, task_id).lease_expires_at + 3600
     assert orphan_if_expired(layout, task_id, mode, far, 0, lambda _attempt: False) is not None
     with pytest.raises(OwnershipLost):
@@ -119,6 +129,7 @@ def test_heartbeat_versions_are_pruned_but_never_the_claim_and_a_stale_writer_st
     monkeypatch.setattr(lifecycle, "KEEP_SUPERSEDED_S", 0.0)
     layout, task_id, mode = _one_task(staged_run)
     claim = TaskPicker(layout, SHARD, mode, "A", 30.0).next_claim()
+    renew_lease(layout, claim, mode, 30.0)  # version 2: the claim written down
     renew_lease(layout, claim, mode, 30.0)  # version 3
     stale = versioned.read_bytes(layout.task_dir(task_id), "state")
     for _ in range(4):

@@ -14,7 +14,7 @@ from conftest import PYTHON, wait_until
 from pipe_rules.contracts.errors import OwnershipLost
 from pipe_rules.execution.worker import run_worker
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.lifecycle import claim_and_start, finish, orphan_if_expired
+from pipe_rules.store.lifecycle import claim_and_start, finish, orphan_if_expired, renew_lease
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.reconcile import reconcile
 from pipe_rules.store.states import TaskState
@@ -44,7 +44,9 @@ def test_concurrent_claims_from_processes_have_exactly_one_winner(staged_run):
         p.join(30)
     wins = [queue.get(timeout=5) for _ in procs]
     assert wins.count(True) == 1
-    assert read_state(layout, task_id).status is TaskState.RUNNING
+    # the winner's claim is its attempt folder until its first heartbeat or its finish writes it down
+    assert os.listdir(layout.attempts_dir(task_id)) == ["0"]
+    assert read_state(layout, task_id).status is TaskState.PENDING
 
 
 def test_stale_owner_cannot_write_after_reassignment(staged_run):
@@ -52,6 +54,8 @@ def test_stale_owner_cannot_write_after_reassignment(staged_run):
     layout = staged_run(1, lease_s=30)
     task_id = _first(layout)
     claim_a = claim_and_start(layout, task_id, "flock", "worker-a", 30)
+    renew_lease(layout, claim_a, "flock", 30)  # A's first heartbeat writes its claim down
+    assert read_state(layout, task_id).status is TaskState.RUNNING
     # A's lease runs out: the reconciler re-queues the task and B claims it.
     assert orphan_if_expired(layout, task_id, "flock", time.time() + 3600, 0, salvage=False) is not None
     claim_b = claim_and_start(layout, task_id, "flock", "worker-b", 30)
@@ -62,6 +66,25 @@ def test_stale_owner_cannot_write_after_reassignment(staged_run):
     assert (state.status, state.claimed_by) == (TaskState.RUNNING, "worker-b")
     finish(layout, claim_b, "flock", TaskState.COMPLETED)
     assert [h["to"] for h in read_state(layout, task_id).history].count("COMPLETED") == 1
+
+
+def test_a_claim_never_written_down_is_settled_by_a_takeover_and_its_owner_loses(staged_run):
+    """A first claim writes nothing but its attempt folder. A lingering worker that saw the task
+    PENDING behind its token for a lease takes over (settle=True): attempt 0 is orphaned, B runs
+    attempt 1 in a folder of its own, and A can no longer write."""
+    layout = staged_run(1, lease_s=30)
+    task_id = _first(layout)
+    claim_a = claim_and_start(layout, task_id, "flock", "worker-a", 30)
+    assert claim_and_start(layout, task_id, "flock", "worker-b", 30) is None  # A holds the folder
+    claim_b = claim_and_start(layout, task_id, "flock", "worker-b", 30, settle=True)
+    assert (claim_a.attempt_index, claim_b.attempt_index) == (0, 1)
+    assert sorted(os.listdir(layout.attempts_dir(task_id))) == ["0", "1"]
+    with pytest.raises(OwnershipLost, match="worker-a no longer owns"):
+        finish(layout, claim_a, "flock", TaskState.COMPLETED)
+    state = finish(layout, claim_b, "flock", TaskState.COMPLETED)
+    assert [h["to"] for h in state.history] == ["CLAIMED", "RUNNING", "ORPHANED", "PENDING", "CLAIMED", "RUNNING",
+                                                 "COMPLETED"]
+    assert read_state(layout, task_id).claimed_by is None and state.attempt_index == 1
 
 
 def test_retryable_failure_requeues_until_budget_then_terminal(staged_run):

@@ -74,25 +74,26 @@ def test_requeue_never_drops_the_inflight_token_of_the_next_claim(staged_run, mo
 
 
 def test_reconcile_while_a_claim_is_half_done_leaves_the_task_a_token(staged_run, monkeypatch):
-    """A reconciler reads a task as PENDING (lock-free) just before a worker's claim commits. Before,
-    it then removed the in-flight token of a task it believed not in flight. Now it only moves a
-    PENDING task's in-flight token back to its shard, so the task keeps exactly one token."""
+    """A reconciler reads a task as PENDING (lock-free) while a worker's claim is half done (token
+    moved, folder not yet made). Before, it then removed the in-flight token of a task it believed
+    not in flight. Now it leaves a token younger than a lease where it is (the claim may be live, and
+    is not written down before its first heartbeat), so the task keeps exactly one token."""
     layout = staged_run(1, shards=1)
     task_id = manifest_task_ids(layout)[0]
     picker = _picker(layout, "A")
-    real = lifecycle.commit_next
+    real = lifecycle.take_attempt_folder
     reports = []
 
-    def reconcile_first(layout_, task, base, record):
+    def reconcile_first(layout_, task, attempt):
         if not reports:
             reports.append(reconcile(layout_))  # token already in inflight/, state still PENDING
-        return real(layout_, task, base, record)
+        return real(layout_, task, attempt)
 
-    monkeypatch.setattr(lifecycle, "commit_next", reconcile_first)
+    monkeypatch.setattr(lifecycle, "take_attempt_folder", reconcile_first)
     claim = picker.next_claim()
     monkeypatch.undo()
     assert reports, "the reconciler did not run inside the claim's window"
-    assert claim is not None and read_state(layout, task_id).status is S.RUNNING
+    assert claim is not None and read_state(layout, task_id).status is S.PENDING  # claimed, not yet written down
     tokens = [layout.inflight_token(task_id).exists(), layout.pending_token(SHARD, task_id).exists()]
     assert tokens.count(True) == 1, f"in-flight, pending token present: {tokens}"
     # a token in the wrong place still leads a worker to the task, which folds it back in
@@ -107,7 +108,7 @@ def test_a_lingering_worker_claims_a_task_stranded_behind_its_inflight_token(sta
     expire) set every task it read as not in flight to "look again later" and never handed it on, so
     the stranded task counted as held until linger_s ran out and the worker exited without it
     (1-6 tasks left PENDING per kill storm on both rigs)."""
-    layout = staged_run(2, shards=1, linger_s=3, heartbeat_s=0.2)
+    layout = staged_run(2, shards=1, linger_s=3, heartbeat_s=0.2, lease_s=1)
     stranded, other = manifest_task_ids(layout)
     os.rename(layout.pending_token(SHARD, stranded), layout.inflight_token(stranded))
     summary = run_worker(layout.root, install_signals=False)
@@ -160,13 +161,14 @@ def test_a_first_claim_and_its_finish_take_no_lock(staged_run, monkeypatch):
         os.close(holder)
     assert read_state(layout, task_id).status is S.COMPLETED
     assert sorted(os.listdir(layout.task_dir(task_id))) == [
-        "attempts", "spec.json", "state.1.json", "state.2.json", "state.3.json", "state.4.json"]
+        "attempts", "spec.json", "state.1.json", "state.2.json", "state.3.json"]
 
 
 def test_reconcile_never_rebuilds_a_state_whose_lock_timed_out(staged_run, monkeypatch):
     layout = staged_run(1, shards=1)
     task_id = manifest_task_ids(layout)[0]
-    assert _picker(layout, "A", lease_s=0.0).next_claim() is not None  # its lease expires at once
+    claim = _picker(layout, "A", lease_s=0.0).next_claim()
+    lifecycle.renew_lease(layout, claim, read_run(layout).lock_mode, 0.0)  # written down; expires at once
     monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
     holder = os.open(layout.state_lock(task_id), os.O_RDWR | os.O_CREAT)
     try:
@@ -265,8 +267,8 @@ def test_a_stager_that_made_the_task_folder_loses_the_state_to_a_second_stager_i
     monkeypatch.undo()
     task_id = "h2_0_species_sp"
     assert seen[0] == (SHARD, True) and seen[1] is not None, "B and the worker did not run inside A's window"
-    assert versioned.generations(layout.task_dir(task_id), "state") == [1, 2]
-    assert read_state(layout, task_id).status is S.RUNNING
+    assert versioned.generations(layout.task_dir(task_id), "state") == [1]  # the claim: its attempt folder
+    assert read_state(layout, task_id).status is S.PENDING and layout.attempt_dir(task_id, 0).is_dir()
     assert os.listdir(layout.pending_token(SHARD, task_id).parent) == [], "A made a second token"
     assert layout.inflight_token(task_id).exists()
     finish(layout, seen[1], read_run(layout).lock_mode, S.COMPLETED)
@@ -302,8 +304,8 @@ def test_salvage_is_judged_on_the_attempt_it_replaces(staged_run, monkeypatch):
     layout = staged_run(1, shards=1, max_attempts=3)
     task_id = manifest_task_ids(layout)[0]
     mode = read_run(layout).lock_mode
-    claim = _picker(layout, "A", lease_s=0.0).next_claim()
-    layout.attempt_dir(task_id, 0).mkdir(parents=True)
+    claim = _picker(layout, "A", lease_s=0.0).next_claim()  # its claim made attempts/0
+    lifecycle.renew_lease(layout, claim, mode, 0.0)  # written down; expires at once
     layout.result(task_id, 0).write_text(json.dumps({"status": "COMPLETED"}))
     real = reconcile_mod.orphan_if_expired
     calls = []
@@ -313,6 +315,7 @@ def test_salvage_is_judged_on_the_attempt_it_replaces(staged_run, monkeypatch):
             calls.append(real(layout_, task, mode_, now + 1, skew, False, by="an earlier reconciler"))
             again = _picker(layout, "B", lease_s=0.0).next_claim()
             assert again is not None and again.attempt_index == 1
+            lifecycle.renew_lease(layout, again, mode_, 0.0)
             now = read_state(layout, task).lease_expires_at + 1
         return real(layout_, task, mode_, now, skew, salvage, by)
 
@@ -439,6 +442,7 @@ def test_a_holder_stalled_past_its_lease_cannot_write_afterwards(tmp_path):
     stage_run(campaign, "main")
     layout = RunLayout(campaign.run_dir("main"))
     claim = _picker(layout, "A").next_claim()
+    lifecycle.renew_lease(layout, claim, "soft", 30.0)  # its first heartbeat writes the claim down
     reached, go = tmp_path / "reached", tmp_path / "go"
     holder = subprocess.Popen([PYTHON, "-c", _STALLED_HOLDER, str(layout.root), str(reached), str(go), claim.token],
                               stdout=subprocess.PIPE, text=True)

@@ -77,7 +77,8 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         engine = get_engine(spec.engine)
         base["engine_version"] = engine_version(engine)
         workdir = attempt_dir  # engine files sit beside result.json; one folder less to create per task
-        make_folder(workdir)
+        if not claim.folder_made:
+            make_folder(workdir)
         if getattr(engine, "writes_files", True):  # an engine that writes no file needs no cwd (noop)
             os.chdir(workdir)
             moved = True

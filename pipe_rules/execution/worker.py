@@ -25,7 +25,7 @@ from pipe_rules.execution.heartbeat import Heartbeat
 from pipe_rules.store.claims import TaskPicker
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.ledger import record_attempt
-from pipe_rules.store.lifecycle import finish
+from pipe_rules.store.lifecycle import finish, hand_back_unrecorded
 from pipe_rules.store.locks import LockTimeout, set_soft_lease
 from pipe_rules.store.reconcile import orphan_expired_inflight
 from pipe_rules.store.runrecord import read_run
@@ -195,6 +195,7 @@ def _record_outcome(layout: RunLayout, run, claim, outcome, summary: WorkerSumma
     except (OSError, StateError, LockTimeout) as exc:  # the state write failed too: the lease expiry re-queues it
         summary.errors.append(f"cannot record the end of {claim.task_id}: {exc}")
         log.error("%s", summary.errors[-1])
+        hand_back_unrecorded(layout, claim)  # a claim never written down: back in the queue at once
         return False
     if outcome.terminated:
         summary.released += 1
@@ -209,15 +210,19 @@ class _Watch:
     """Other workers' in-flight tasks and when each lease can expire at the earliest: a lingering
     worker reads each state once, then again only after that time (a heartbeat may have pushed it),
     not every task every round (K in-flight tasks watched for many rounds were O(K^2) reads).
-    A task read as not in flight is handed on at once (PENDING behind its in-flight token: claim
-    it; ended: drop its stray token) and looked at again a heartbeat later if its token stays."""
+    A task PENDING behind its in-flight token may be running under a claim not yet written down
+    (store/lifecycle.py): it is handed on (claimed as stranded) only once it has looked so for a
+    lease and the clock skew, timed from when this worker first saw it. An ended task is handed on
+    at once (its stray token is dropped) and looked at again a heartbeat later if its token stays."""
 
     def __init__(self) -> None:
         self.due: dict[str, float] = {}
+        self.pending_since: dict[str, float] = {}
 
     def expired(self, layout: RunLayout, run, names: list[str]) -> list[str]:
         now = time.time()
         self.due = {t: self.due[t] for t in names if t in self.due}
+        self.pending_since = {t: self.pending_since[t] for t in names if t in self.pending_since}
         ready = set()
         for task_id in names:
             if self.due.get(task_id, 0.0) > now:
@@ -228,7 +233,14 @@ class _Watch:
                 self.due[task_id] = now + run.heartbeat_s
                 continue
             if state.status in IN_FLIGHT_TASK_STATES and state.lease_expires_at is not None:
+                self.pending_since.pop(task_id, None)
                 self.due[task_id] = state.lease_expires_at + run.clock_skew_s
+            elif state.status is TaskState.PENDING:
+                since = self.pending_since.setdefault(task_id, now)
+                self.due[task_id] = since + run.lease_s + run.clock_skew_s
+                if self.due[task_id] <= now:
+                    self.due[task_id] = now + run.heartbeat_s
+                    ready.add(task_id)
             else:
                 self.due[task_id] = now + run.heartbeat_s
                 ready.add(task_id)

@@ -38,7 +38,7 @@ from pipe_rules.reporting.owner_counts import OWNER_COLUMNS, _COLUMN_OF, OwnerCo
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.ledger import LineCounts
 from pipe_rules.store.runrecord import read_run
-from pipe_rules.store.states import RunState, TaskState, run_state_from_counts
+from pipe_rules.store.states import RunState, TaskState, run_state_from_counts, shown_status
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,9 +111,10 @@ def _state_counts(layout: RunLayout) -> tuple[Counter, list[str], dict[str, Task
     counts: Counter[TaskState] = Counter()
     unreadable = []
     states: dict[str, TaskState] = {}
+    in_flight = set(_file_names(layout.inflight_dir, 0))  # PENDING behind one of these: claimed, not yet written
     for task_id in layout.iter_task_ids():
         try:
-            states[task_id] = read_state(layout, task_id).status
+            states[task_id] = shown_status(read_state(layout, task_id).status, task_id in in_flight)
         except StateError as exc:
             unreadable.append(str(exc))
             continue

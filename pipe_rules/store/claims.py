@@ -124,11 +124,12 @@ class TaskPicker:
 
 
     def claim_stranded(self, task_id: str) -> Claim | None:
-        """Claim a PENDING task whose token sits in queue/inflight/: its claimer died between moving
-        the token and committing the claim (or a requeuer between its commit and the token move).
-        Racing a claimer that is still alive is harmless: the compare-and-set picks one of us."""
+        """Claim a PENDING task whose token has sat in queue/inflight/ for a lease (worker.py's _Watch):
+        its claimer died or stalled before writing its claim down (or a requeuer died between its
+        commit and the token move). The attempt that claimer began is settled first (salvaged or
+        orphaned); if it is alive after all, its next write finds its name taken and it gives up."""
         try:
             return claim_and_start(self.layout, task_id, self.lock_mode, self.worker_id, self.lease_s,
-                                   inflight_placed=True)
+                                   inflight_placed=True, settle=True)
         except LockTimeout:
             return None

@@ -5,8 +5,13 @@ exclusive creation of the next version, so a worker whose task was orphaned and 
 never overwrite the new owner's state (ARC's check-then-write race).
 
 The drain path (claim, heartbeat, finish) takes no lock and, after the claim, reads nothing: the
-claim reads the staged version 1 by name and creates version 2; the worker then remembers the
-version it last wrote (`Held`) and commits the next one from memory. A name taken means someone
+claim of a first attempt reads the staged version 1 by name and writes no version at all, its
+fence is the attempt folder it creates (store/attempts.py); the worker then remembers the version
+its next write builds on (`Held`) and commits that from memory, the claim with it: its first
+heartbeat writes RUNNING as version 2, or, for the many tasks that end sooner, its finish writes
+the end as version 2. A task that is PENDING behind an in-flight token may therefore be running:
+it counts as stranded only once it has looked so for a whole lease (worker.py's _Watch, and
+`settle_stranded`). A name taken means someone
 else wrote (a cancel, a reconciler, another claimer): then the full locked read-change-commit
 decides. That is exact because of the pruning rule: a task state's versions are never removed
 except the owning worker's own heartbeat versions (not its claim version), so the name after a
@@ -20,17 +25,20 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from pipe_rules.contracts.errors import InvalidTransition, OwnershipLost, StateError
+from pipe_rules.store.attempts import settle_unrecorded, take_attempt_folder
 from pipe_rules.store.fsio import move_if_present as _move, remove_if_present, touch_new
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TASK_TRANSITIONS, TERMINAL_TASK_STATES, TaskState
+from pipe_rules.store.task_files import has_completed_result
 from pipe_rules.store.taskstate import (NO_WRITE, TaskStateRecord, commit_next, read_version, remove_version,
-                                        update_state)
+                                        update_state, version_exists)
 from pipe_rules.store.versioned import KEEP_SUPERSEDED_S
 
 S = TaskState
@@ -39,8 +47,9 @@ ENDED_STATES = frozenset({S.FAILED_ESS, S.FAILED_TERMINAL, S.CANCELLED})  # term
 
 @dataclass
 class Held:
-    """What the owning worker knows of its task's state: the generation it last committed and that
-    version's record. `generation` None: someone else wrote; read before writing again."""
+    """What the owning worker knows of its task's state: the generation its next write builds on (the
+    one it last committed, or the staged version 1 of a claim not yet written down) and the record
+    it holds. `generation` None: someone else wrote; read before writing again."""
     generation: int | None
     record: TaskStateRecord
     claim_generation: int
@@ -55,6 +64,7 @@ class Claim:
     worker_id: str
     attempt_index: int
     held: Held | None = field(default=None, compare=False, repr=False)
+    folder_made: bool = False  # the claim created the attempt folder (store/attempts.py)
 
 
 def _requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
@@ -109,40 +119,64 @@ def ensure_pending_token(layout: RunLayout, record: TaskStateRecord, listed=None
 
 
 def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: str, lease_s: float,
-                    inflight_placed: bool = False) -> Claim | None:
-    """PENDING -> CLAIMED -> RUNNING in one critical section; None if the task is not PENDING any more.
+                    inflight_placed: bool = False, settle: bool = False) -> Claim | None:
+    """PENDING -> CLAIMED -> RUNNING; None if the task is not PENDING any more, or its attempt's
+    folder is taken and `settle` is False.
 
-    `inflight_placed`: the caller already put the in-flight token in place (the picker moves the
-    pending token there with one rename instead of an unlink and a create)."""
+    A first attempt (version 1 PENDING and no version 2) is claimed by creating its attempt folder
+    and nothing else: the RUNNING record stays in memory until the first heartbeat or the finish
+    writes version 2 (see the module docstring). Every other claim (a retry, a taken folder) is a
+    locked read-change-commit that writes RUNNING at once. `inflight_placed`: the caller already
+    put the in-flight token in place (the picker moves the pending token there with one rename).
+    `settle`: the caller knows the attempt's claimer had a whole lease to write its claim down (a
+    lingering worker's stranded task): a taken folder is then salvaged or orphaned, not waited for."""
     token = uuid.uuid4().hex
     if not inflight_placed:
         touch_new(layout.inflight_token(task_id))
+    made: set[int] = set()  # attempt folders this call created
 
-    def change(record: TaskStateRecord):
-        if record.status is not S.PENDING:
-            return NO_WRITE
+    def start(record: TaskStateRecord) -> Claim:
         now = time.time()
         record.move(S.CLAIMED, worker_id, claimed_by=worker_id, claim_token=token, claimed_at=now,
                     lease_expires_at=now + lease_s, heartbeat_at=now, failure_class=None, failure_reason=None)
         record.move(S.RUNNING, worker_id, started_at=now)
-        return Claim(task_id, token, worker_id, record.attempt_index)
+        return Claim(task_id, token, worker_id, record.attempt_index, folder_made=True)
+
+    def change(record: TaskStateRecord):
+        settled = False
+        while record.status is S.PENDING and record.attempt_index not in made:
+            if take_attempt_folder(layout, task_id, record.attempt_index):
+                made.add(record.attempt_index)
+            elif not settle:  # another claimer holds it, as far as this caller knows
+                return NO_WRITE
+            else:  # begun by a claimer that never wrote it down: salvage or orphan that attempt first
+                settle_unrecorded(record, worker_id, lambda a: has_completed_result(layout.result(task_id, a)),
+                                  _requeue_or_give_up)
+                settled = True
+        if record.status is not S.PENDING:
+            return None if settled else NO_WRITE
+        return start(record)
 
     try:
         first = read_version(layout, task_id, 1)  # a first attempt: the version staging wrote, by name
     except StateError:  # e.g. a corrupt version 1 that reconcile rebuilt as version 2: the full read decides
         first = None
-    if first is not None and first.status is S.PENDING:
-        claim = change(first)
-        if commit_next(layout, task_id, 1, first):
-            return Claim(task_id, token, worker_id, claim.attempt_index, Held(2, first, 2))
-    # a retry, an old run's layout, or version 2 taken by someone else: read the current version
+    if (first is not None and first.status is S.PENDING and not version_exists(layout, task_id, 2)
+            and take_attempt_folder(layout, task_id, first.attempt_index)):
+        claim = start(first)
+        return Claim(task_id, token, worker_id, claim.attempt_index, Held(1, first, 2), folder_made=True)
+    # a retry, a cancel, an old run's layout, or the folder taken: read the current version
     committed: list[int] = []
     record, claim = update_state(layout, task_id, lock_mode, change, on_commit=committed.append)
     if claim is NO_WRITE:
         if record.status in TERMINAL_TASK_STATES:  # a stray token of an ended task; in flight: not ours to touch
             repair_tokens(layout, record)
         return None
-    return Claim(task_id, token, worker_id, claim.attempt_index, Held(committed[-1], record, committed[-1]))
+    if claim is None:  # an unrecorded attempt settled (salvaged, or out of retries): no claim
+        _restore_token(layout, record)
+        return None
+    return Claim(task_id, token, worker_id, claim.attempt_index, Held(committed[-1], record, committed[-1]),
+                 folder_made=True)
 
 
 def _commit_held(layout: RunLayout, claim: Claim, change) -> TaskStateRecord | None:
@@ -289,6 +323,61 @@ def cancel(layout: RunLayout, task_id: str, lock_mode: str, by: str = "user") ->
         remove_if_present(layout.inflight_token(task_id))
         return True
     return False
+
+
+def hand_back_unrecorded(layout: RunLayout, claim: Claim) -> bool:
+    """A claim never written down whose end could not be written either (disk full, a lost mount):
+    put the task back as staged, so the next worker claims it at once rather than after a lease. Its
+    attempt folder goes too, unless it holds a COMPLETED result (a later settle salvages that). False,
+    and nothing done, once anyone wrote a version over the staged one."""
+    if claim.held is None or version_exists(layout, claim.task_id, 2):
+        return False
+    folder = layout.attempt_dir(claim.task_id, claim.attempt_index)
+    if has_completed_result(folder / "result.json"):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    if os.path.lexists(folder):
+        return False
+    return _move(layout.inflight_token(claim.task_id), layout.pending_token(claim.held.record.shard, claim.task_id))
+
+
+def settle_stranded(layout: RunLayout, record: TaskStateRecord, lock_mode: str, min_age_s: float, listed=None,
+                    by: str = "reconciler") -> tuple[TaskStateRecord, bool]:
+    """A PENDING task whose in-flight token has sat there `min_age_s` (a lease and the clock skew):
+    its claimer had a whole lease to write its claim down and did not, so it is dead or stalled.
+    The attempt it began (if it made the folder) is salvaged or orphaned, and the token goes back to
+    the queue. The token's age is its ctime, which the claim's rename sets on ext4, XFS, NFS and
+    Lustre; where a filesystem keeps the staging time instead (sshfs), a live claimer can lose its
+    task here: it then finds its next write's name taken and gives up (the commit is the guard).
+    Returns the state as it stands after, and whether it may be held by a live claimer (PENDING
+    behind an in-flight token younger than `min_age_s`: count it as running)."""
+    if record.status is not S.PENDING:
+        return record, False
+    inflight = layout.inflight_token(record.task_id)
+    if listed is not None and listed(inflight) is False:
+        return record, False
+    try:
+        age = time.time() - os.lstat(inflight).st_ctime
+    except FileNotFoundError:
+        return record, False
+    if age < min_age_s:
+        return record, True
+    if not os.path.isdir(layout.attempt_dir(record.task_id, record.attempt_index)):
+        requeue_stranded(layout, record, listed)  # the claimer died before it made the folder
+        return record, False
+    attempt = record.attempt_index
+
+    def change(current: TaskStateRecord):
+        if current.status is not S.PENDING or current.attempt_index != attempt:
+            return NO_WRITE
+        settle_unrecorded(current, by, lambda a: has_completed_result(layout.result(current.task_id, a)),
+                          _requeue_or_give_up)
+        return None
+
+    settled, outcome = update_state(layout, record.task_id, lock_mode, change)
+    if outcome is not NO_WRITE:
+        _restore_token(layout, settled)
+    return settled, False
 
 
 def requeue_stranded(layout: RunLayout, record: TaskStateRecord, listed=None) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store.fsio import read_json, remove_if_present, stale_temp_reason
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens, requeue_stranded
+from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens, settle_stranded
 from pipe_rules.store.locks import LockTimeout, set_soft_lease
 from pipe_rules.store.manifest import shard_of
 from pipe_rules.store.runrecord import RunRecord, read_run, update_run
@@ -29,7 +29,9 @@ from pipe_rules.store.states import (
     RunState,
     TaskState,
     run_state_from_counts,
+    shown_status,
 )
+from pipe_rules.store.task_files import has_completed_result
 from pipe_rules.store.taskstate import TaskStateRecord, read_current, read_state, write_rebuilt_state
 from pipe_rules.store.token_snapshot import TokenSnapshot
 
@@ -48,14 +50,6 @@ class ReconcileReport:
     removed_temps: list[str] = field(default_factory=list)  # "path: why it was stale"
 
 
-def _has_completed_result(layout: RunLayout, task_id: str, attempt: int) -> bool:
-    path = layout.result(task_id, attempt)
-    try:
-        return read_json(path, "task result", own=True).get("status") == "COMPLETED"
-    except (StateError, AttributeError):
-        return False
-
-
 def _expire(layout: RunLayout, run: RunRecord, task_id: str, now: float,
             final: FinalVersions | None = None) -> tuple[TaskStateRecord, bool]:
     """(the task's state, whether this call changed it): an in-flight task whose lease ran out is
@@ -67,7 +61,7 @@ def _expire(layout: RunLayout, run: RunRecord, task_id: str, now: float,
     if state.status not in IN_FLIGHT_TASK_STATES or state.lease_expires_at + run.clock_skew_s > now:
         return state, False
     changed = orphan_if_expired(layout, task_id, run.lock_mode, now, run.clock_skew_s,
-                                lambda attempt: _has_completed_result(layout, task_id, attempt))
+                                lambda attempt: has_completed_result(layout.result(task_id, attempt)))
     return (changed, True) if changed is not None else (read_state(layout, task_id), False)
 
 
@@ -120,7 +114,7 @@ def _rebuild_state(layout: RunLayout, task_id: str, run: RunRecord, shard: str) 
     record.attempt_index = attempts[0] if attempts else 0
     now = time.time()
     ended = [s for s in ENDED_STATES if layout.ended_token(s.value, task_id).exists()]
-    completed = next((a for a in attempts if _has_completed_result(layout, task_id, a)), None)
+    completed = next((a for a in attempts if has_completed_result(layout.result(task_id, a))), None)
     newest = _result_outcome(layout, task_id, attempts[0]) if attempts else None
     if completed is not None:
         record.status, record.attempt_index = TaskState.COMPLETED, completed
@@ -170,11 +164,15 @@ def reconcile(layout: RunLayout, repair: bool = True, sweep_temps: bool = False,
                 continue
             state = _rebuild_state(layout, task_id, run, shard)
             report.repaired.append(task_id)
+        held = state.status is TaskState.PENDING and tokens.listed(layout.inflight_token(task_id)) is True
         if repair:
             repair_tokens(layout, state, tokens.listed)
             if state.status is TaskState.PENDING:
-                requeue_stranded(layout, state, tokens.listed)
-        counts[state.status] += 1
+                state, held = settle_stranded(layout, state, run.lock_mode, run.lease_s + run.clock_skew_s,
+                                              tokens.listed)
+                if state.salvaged:
+                    report.salvaged.append(task_id)
+        counts[shown_status(state.status, held)] += 1
     if repair:
         _drop_stale_inflight(layout)
     if repair and sweep_temps:

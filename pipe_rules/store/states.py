@@ -67,6 +67,12 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 TERMINAL_RUN_STATES = frozenset({R.COMPLETED, R.COMPLETED_PARTIAL, R.FAILED, R.CANCELLED})
 
 
+def shown_status(status: TaskState, in_flight_token: bool) -> TaskState:
+    """The state a count reports: a PENDING task behind an in-flight token is running under a claim
+    its worker has not written down yet (store/lifecycle.py)."""
+    return TaskState.RUNNING if status is TaskState.PENDING and in_flight_token else status
+
+
 def check_task_transition(current: TaskState, new: TaskState) -> None:
     """Raise InvalidTransition unless current -> new is allowed (no self-transitions)."""
     if not isinstance(current, TaskState) or not isinstance(new, TaskState):

@@ -49,6 +49,14 @@ def read_result(path: Path, missing_ok: bool = False) -> dict[str, Any] | None:
     return data
 
 
+def has_completed_result(path: Path) -> bool:
+    """The attempt left a readable result.json that says COMPLETED (what salvage trusts)."""
+    try:
+        return read_json(path, "task result", own=True).get("status") == "COMPLETED"
+    except (StateError, AttributeError):
+        return False
+
+
 def make_folder(path: Path) -> None:
     """mkdir, and its parent only when missing: 2 calls for a first attempt instead of pathlib's
     mkdir(parents=True, exist_ok=True) probes."""

@@ -8,6 +8,7 @@ or not the run's locks exclude across its clients.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -158,6 +159,11 @@ def read_version(layout: RunLayout, task_id: str, generation: int) -> TaskStateR
     folder = layout.task_dir(task_id)
     raw = versioned.read_version(folder, "state", generation)
     return None if raw is None else _parse(raw, versioned.path_of(folder, "state", generation))
+
+
+def version_exists(layout: RunLayout, task_id: str, generation: int) -> bool:
+    """One lookup by name (fresh on every filesystem measured, unlike a listing)."""
+    return os.path.lexists(versioned.path_of(layout.task_dir(task_id), "state", generation))
 
 
 def commit_next(layout: RunLayout, task_id: str, base: int, record: TaskStateRecord) -> bool:
