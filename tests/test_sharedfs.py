@@ -36,11 +36,11 @@ RIGS = {"gluster": "fuse.glusterfs", "sshfs": "fuse.sshfs"}
 # What each rig was measured to do (README "Shared filesystems"); the design relies on the first five.
 EXPECTED = {
     "gluster": {"o_excl_exclusive_across_mounts": True, "link_exclusive_across_mounts": True,
-                "rename_succeeds_once_across_mounts": True, "new_name_opens_at_once": True,
+                "mkdir_exclusive_across_mounts": True, "rename_succeeds_once_across_mounts": True, "new_name_opens_at_once": True,
                 "flock_excludes_across_mounts": True, "lockf_excludes_across_mounts": True,
                 "new_file_listed_at_once": True},
     "sshfs": {"o_excl_exclusive_across_mounts": True, "link_exclusive_across_mounts": True,
-              "rename_succeeds_once_across_mounts": True, "new_name_opens_at_once": True,
+              "mkdir_exclusive_across_mounts": True, "rename_succeeds_once_across_mounts": True, "new_name_opens_at_once": True,
               "flock_excludes_across_mounts": False, "lockf_excludes_across_mounts": False,
               "new_file_listed_at_once": False},
 }
@@ -158,8 +158,9 @@ def test_concurrent_claims_from_both_mounts_have_exactly_one_winner(rig, lock_mo
     claims = Counter(t for w in won for t in w)
     assert sorted(claims) == sorted(manifest_task_ids(layout)) and set(claims.values()) == {1}, claims
     assert sum(1 for w in won if w) >= 2, f"one claimer took everything: {[len(w) for w in won]}"
-    for task_id in claims:
-        assert read_state(layout, task_id).status.value == "RUNNING"
+    for task_id in claims:  # each claim is its one attempt folder until a heartbeat or the end writes it down
+        assert os.listdir(layout.attempts_dir(task_id)) == ["0"], task_id
+        assert read_state(layout, task_id).status.value == "PENDING" and layout.inflight_token(task_id).exists()
 
 
 # Each rig in each lock mode, a seed each. Sized for CI (a few minutes for all shared-FS tests on

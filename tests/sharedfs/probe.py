@@ -57,6 +57,8 @@ def _exclusive(a: Path, b: Path, how: str) -> bool:
         try:
             if how == "o_excl":
                 os.close(os.open(mount / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            elif how == "mkdir":
+                os.mkdir(mount / name)
             elif how == "link":
                 src = mount / f".{name}.{mount.name}"
                 src.write_text("x")
@@ -67,7 +69,7 @@ def _exclusive(a: Path, b: Path, how: str) -> bool:
             wins += 1
         except FileExistsError:
             pass
-    os.unlink(a / name)
+    (os.rmdir if how == "mkdir" else os.unlink)(a / name)
     return wins == 1
 
 
@@ -129,6 +131,7 @@ def probe(a: Path, b: Path) -> dict:
         "lockf_excludes_across_mounts": _lock_excludes(a, b, "lockf"),
         "o_excl_exclusive_across_mounts": _exclusive(a, b, "o_excl"),
         "link_exclusive_across_mounts": _exclusive(a, b, "link"),
+        "mkdir_exclusive_across_mounts": _exclusive(a, b, "mkdir"),
         "rename_succeeds_once_across_mounts": _rename_once(a, b),
         **_fresh(a, b),
     }
