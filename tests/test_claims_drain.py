@@ -1,7 +1,8 @@
-"""The windows the lock-free drain path opens (issue 13): a first claim creates version 2 without the
-lock, and the owning worker commits its heartbeats and its end from memory (the version it last
-wrote), reading nothing. Each race is made to happen at its exact step: the second actor runs inside
-the first one's window, between its decision and its exclusive create (`commit_next`)."""
+"""The windows the lock-free drain path opens (issue 13): a first claim makes its attempt folder and
+writes no version, and the owning worker commits its heartbeats and its end from memory (the
+version its next write builds on), reading nothing. Each race is made to happen at its exact step:
+the second actor runs inside the first one's window, between its decision and its exclusive create
+(`commit_next`, or the folder's `mkdir`)."""
 
 from __future__ import annotations
 
