@@ -16,11 +16,12 @@ from pipe_rules.contracts.errors import OwnershipLost
 from pipe_rules.execution.worker import _Watch, run_worker
 from pipe_rules.reporting.status import run_status
 from pipe_rules.store.claims import TaskPicker
-from pipe_rules.store.lifecycle import cancel, claim_and_start, finish, hand_back_unrecorded
+from pipe_rules.store.lifecycle import cancel, claim_and_start, finish
 from pipe_rules.store.manifest import manifest_task_ids
 from pipe_rules.store.reconcile import reconcile
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import TaskState as S
+from pipe_rules.store.stranded import hand_back_unrecorded
 from pipe_rules.store.taskstate import read_state
 
 SHARD = "shard-000"

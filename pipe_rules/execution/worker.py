@@ -25,11 +25,12 @@ from pipe_rules.execution.heartbeat import Heartbeat
 from pipe_rules.store.claims import TaskPicker
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.ledger import record_attempt
-from pipe_rules.store.lifecycle import finish, hand_back_unrecorded
+from pipe_rules.store.lifecycle import finish
 from pipe_rules.store.locks import LockTimeout, set_soft_lease
 from pipe_rules.store.reconcile import orphan_expired_inflight
 from pipe_rules.store.runrecord import read_run
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TaskState
+from pipe_rules.store.stranded import hand_back_unrecorded
 from pipe_rules.store.task_files import write_result
 from pipe_rules.store.taskstate import read_state
 

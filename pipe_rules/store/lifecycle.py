@@ -11,7 +11,7 @@ its next write builds on (`Held`) and commits that from memory, the claim with i
 heartbeat writes RUNNING as version 2, or, for the many tasks that end sooner, its finish writes
 the end as version 2. A task that is PENDING behind an in-flight token may therefore be running:
 it counts as stranded only once it has looked so for a whole lease (worker.py's _Watch, and
-`settle_stranded`). A name taken means someone
+store/stranded.py). A name taken means someone
 else wrote (a cancel, a reconciler, another claimer): then the full locked read-change-commit
 decides. That is exact because of the pruning rule: a task state's versions are never removed
 except the owning worker's own heartbeat versions (not its claim version), so the name after a
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -67,7 +66,7 @@ class Claim:
     folder_made: bool = False  # the claim created the attempt folder (store/attempts.py)
 
 
-def _requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
+def requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
     """From FAILED_RETRYABLE or ORPHANED: back to PENDING with the next attempt, or FAILED_TERMINAL."""
     record.clear_claim()
     if record.attempt_index + 1 < record.max_attempts:
@@ -85,7 +84,7 @@ def _touch(path) -> bool:
         return touch_new(path)
 
 
-def _restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
+def restore_token(layout: RunLayout, record: TaskStateRecord) -> None:
     """After this process committed `record`, move the task's in-flight token to where that state
     wants it. Tokens are only ever moved (rename), never re-created beside an old one and then the
     old one deleted: between those two steps another worker could take the new token, and the
@@ -151,7 +150,7 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
                 return NO_WRITE
             else:  # begun by a claimer that never wrote it down: salvage or orphan that attempt first
                 settle_unrecorded(record, worker_id, lambda a: has_completed_result(layout.result(task_id, a)),
-                                  _requeue_or_give_up)
+                                  requeue_or_give_up)
                 settled = True
         if record.status is not S.PENDING:
             return None if settled else NO_WRITE
@@ -173,7 +172,7 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
             repair_tokens(layout, record)
         return None
     if claim is None:  # an unrecorded attempt settled (salvaged, or out of retries): no claim
-        _restore_token(layout, record)
+        restore_token(layout, record)
         return None
     return Claim(task_id, token, worker_id, claim.attempt_index, Held(committed[-1], record, committed[-1]),
                  folder_made=True)
@@ -262,14 +261,14 @@ def finish(layout: RunLayout, claim: Claim, lock_mode: str, outcome: TaskState,
         now = time.time()
         record.move(outcome, claim.worker_id, ended_at=now, failure_class=failure_class, failure_reason=reason)
         if outcome is S.FAILED_RETRYABLE:
-            _requeue_or_give_up(record, claim.worker_id, now)
+            requeue_or_give_up(record, claim.worker_id, now)
         else:
             record.clear_claim()
 
     record = _commit_held(layout, claim, change)
     if record is None:  # someone else wrote since this worker's last version: read it (raises OwnershipLost)
         record, _ = update_state(layout, claim.task_id, lock_mode, change)
-    _restore_token(layout, record)
+    restore_token(layout, record)
     return record
 
 
@@ -292,13 +291,13 @@ def orphan_if_expired(layout: RunLayout, task_id: str, lock_mode: str, now: floa
             return None
         record.move(S.ORPHANED, by, failure_class="transient",
                     failure_reason=f"lease of {record.claimed_by} expired (no heartbeat)")
-        _requeue_or_give_up(record, by, now)
+        requeue_or_give_up(record, by, now)
         return None
 
     record, outcome = update_state(layout, task_id, lock_mode, change)
     if outcome is NO_WRITE:
         return None
-    _restore_token(layout, record)
+    restore_token(layout, record)
     return record
 
 
@@ -319,65 +318,10 @@ def cancel(layout: RunLayout, task_id: str, lock_mode: str, by: str = "user") ->
     record, outcome = update_state(layout, task_id, lock_mode, change)
     if outcome is True:  # CANCELLED is terminal: removing its tokens can never hide a live task
         if not _move(layout.pending_token(record.shard, task_id), layout.ended_token(S.CANCELLED.value, task_id)):
-            _restore_token(layout, record)
+            restore_token(layout, record)
         remove_if_present(layout.inflight_token(task_id))
         return True
     return False
-
-
-def hand_back_unrecorded(layout: RunLayout, claim: Claim) -> bool:
-    """A claim never written down whose end could not be written either (disk full, a lost mount):
-    put the task back as staged, so the next worker claims it at once rather than after a lease. Its
-    attempt folder goes too, unless it holds a COMPLETED result (a later settle salvages that). False,
-    and nothing done, once anyone wrote a version over the staged one."""
-    if claim.held is None or version_exists(layout, claim.task_id, 2):
-        return False
-    folder = layout.attempt_dir(claim.task_id, claim.attempt_index)
-    if has_completed_result(folder / "result.json"):
-        return False
-    shutil.rmtree(folder, ignore_errors=True)
-    if os.path.lexists(folder):
-        return False
-    return _move(layout.inflight_token(claim.task_id), layout.pending_token(claim.held.record.shard, claim.task_id))
-
-
-def settle_stranded(layout: RunLayout, record: TaskStateRecord, lock_mode: str, min_age_s: float, listed=None,
-                    by: str = "reconciler") -> tuple[TaskStateRecord, bool]:
-    """A PENDING task whose in-flight token has sat there `min_age_s` (a lease and the clock skew):
-    its claimer had a whole lease to write its claim down and did not, so it is dead or stalled.
-    The attempt it began (if it made the folder) is salvaged or orphaned, and the token goes back to
-    the queue. The token's age is its ctime, which the claim's rename sets on ext4, XFS, NFS and
-    Lustre; where a filesystem keeps the staging time instead (sshfs), a live claimer can lose its
-    task here: it then finds its next write's name taken and gives up (the commit is the guard).
-    Returns the state as it stands after, and whether it may be held by a live claimer (PENDING
-    behind an in-flight token younger than `min_age_s`: count it as running)."""
-    if record.status is not S.PENDING:
-        return record, False
-    inflight = layout.inflight_token(record.task_id)
-    if listed is not None and listed(inflight) is False:
-        return record, False
-    try:
-        age = time.time() - os.lstat(inflight).st_ctime
-    except FileNotFoundError:
-        return record, False
-    if age < min_age_s:
-        return record, True
-    if not os.path.isdir(layout.attempt_dir(record.task_id, record.attempt_index)):
-        requeue_stranded(layout, record, listed)  # the claimer died before it made the folder
-        return record, False
-    attempt = record.attempt_index
-
-    def change(current: TaskStateRecord):
-        if current.status is not S.PENDING or current.attempt_index != attempt:
-            return NO_WRITE
-        settle_unrecorded(current, by, lambda a: has_completed_result(layout.result(current.task_id, a)),
-                          _requeue_or_give_up)
-        return None
-
-    settled, outcome = update_state(layout, record.task_id, lock_mode, change)
-    if outcome is not NO_WRITE:
-        _restore_token(layout, settled)
-    return settled, False
 
 
 def requeue_stranded(layout: RunLayout, record: TaskStateRecord, listed=None) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pipe_rules.contracts.errors import StateError
 from pipe_rules.store.fsio import read_json, remove_if_present, stale_temp_reason
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens, settle_stranded
+from pipe_rules.store.lifecycle import ENDED_STATES, orphan_if_expired, repair_tokens
 from pipe_rules.store.locks import LockTimeout, set_soft_lease
 from pipe_rules.store.manifest import shard_of
 from pipe_rules.store.runrecord import RunRecord, read_run, update_run
@@ -31,6 +31,7 @@ from pipe_rules.store.states import (
     run_state_from_counts,
     shown_status,
 )
+from pipe_rules.store.stranded import settle_stranded
 from pipe_rules.store.task_files import has_completed_result
 from pipe_rules.store.taskstate import TaskStateRecord, read_current, read_state, write_rebuilt_state
 from pipe_rules.store.token_snapshot import TokenSnapshot
