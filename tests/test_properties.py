@@ -120,8 +120,8 @@ class TaskLifecycleMachine(RuleBasedStateMachine):
         before = read_state(self.layout, claim.task_id)
         self._unchanged_if_lost(claim, lambda: renew_lease(self.layout, claim, "flock", self.run.lease_s))
         after = read_state(self.layout, claim.task_id)
-        if after.claim_token == claim.token:
-            assert after.lease_expires_at >= before.lease_expires_at
+        if after.claim_token == claim.token:  # before: None while the claim was not written down yet
+            assert after.lease_expires_at >= (before.lease_expires_at or 0.0)
 
     @rule(claim=claims)
     def write_result_then_die(self, claim):
