@@ -44,8 +44,8 @@ def settle_stranded(layout: RunLayout, record: TaskStateRecord, lock_mode: str, 
     """A PENDING task whose in-flight token has sat there `min_age_s` (a lease and the clock skew):
     its claimer had a whole lease to write its claim down and did not, so it is dead or stalled.
     The attempt it began (if it made the folder) is salvaged or orphaned, and the token goes back to
-    the queue. The token's age is its ctime, which the claim's rename sets on ext4, XFS, NFS and
-    Lustre; where a filesystem keeps the staging time instead (sshfs), a live claimer can lose its
+    the queue. The token's age is its ctime, which the claim's rename updates on ext4 and GlusterFS
+    (checked); where a filesystem keeps the staging time instead (sshfs), a live claimer can lose its
     task here: it then finds its next write's name taken and gives up (the commit is the guard).
     Returns the state as it stands after, and whether it may be held by a live claimer (PENDING
     behind an in-flight token younger than `min_age_s`: count it as running)."""
