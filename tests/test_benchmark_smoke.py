@@ -77,7 +77,7 @@ def test_benchmark_meets_every_target_it_can_check_at_its_size(bench):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 13: the drain per task per worker stays above 5x the floor (a no-op "
-                                      "task is 11 metadata calls where the floor is 2); its metadata calls per task "
+                                      "task is 10 metadata calls where the floor is 2); its metadata calls per task "
                                       "are MET at 10,000 (10.0 on 2026-12-07, README) but the workers' one-time "
                                       "imports and version look-ups, spread over 100 tasks, put that size above 12")
 def test_benchmark_meets_the_drain_targets(bench):
