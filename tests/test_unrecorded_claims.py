@@ -33,7 +33,7 @@ def _claimed(staged_run):
     layout = staged_run(1, shards=1, lease_s=LEASE_S, clock_skew_s=0)
     task_id = manifest_task_ids(layout)[0]
     claim = TaskPicker(layout, SHARD, read_run(layout).lock_mode, "A", LEASE_S).next_claim()
-    assert claim is not None and claim.folder_made
+    assert claim is not None and layout.attempt_dir(claim.task_id, claim.attempt_index).is_dir()
     return layout, task_id, claim
 
 

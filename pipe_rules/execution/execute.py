@@ -1,7 +1,8 @@
 """Run one claimed task: load its spec, call the engine in its own attempt folder, classify the outcome.
 
 Everything after the claim happens inside one try, so a task can never be left RUNNING because
-its spec was corrupt or its folder could not be made (ARC F6). The engine runs with the attempt's
+its spec was corrupt (ARC F6); its attempt folder is made by the claim (store/attempts.py), so a
+folder that cannot be made fails the claim and the task stays PENDING. The engine runs with the attempt's
 work folder as cwd, and the worker's cwd is restored afterwards, also on errors (F4).
 """
 
@@ -22,7 +23,7 @@ from pipe_rules.execution.metering import TaskMeter
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.lifecycle import Claim
 from pipe_rules.store.states import TaskState
-from pipe_rules.store.task_files import load_spec, make_folder
+from pipe_rules.store.task_files import load_spec
 
 
 class Terminated(BaseException):
@@ -77,8 +78,6 @@ def execute(layout: RunLayout, run_id: str, claim: Claim, shard: str | None,
         engine = get_engine(spec.engine)
         base["engine_version"] = engine_version(engine)
         workdir = attempt_dir  # engine files sit beside result.json; one folder less to create per task
-        if not claim.folder_made:
-            make_folder(workdir)
         if getattr(engine, "writes_files", True):  # an engine that writes no file needs no cwd (noop)
             os.chdir(workdir)
             moved = True

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
 
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.states import TaskState
+from pipe_rules.store.task_files import has_completed_result
 from pipe_rules.store.taskstate import TaskStateRecord
 
 S = TaskState
@@ -40,21 +40,28 @@ def take_attempt_folder(layout: RunLayout, task_id: str, attempt: int) -> bool:
     return True
 
 
-def settle_unrecorded(record: TaskStateRecord, by: str, completed: Callable[[int], bool],
-                      requeue: Callable[[TaskStateRecord, str, float], None]) -> None:
-    """`record` is PENDING at an attempt whose folder someone else made: record what that claimer did.
+def requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
+    """From FAILED_RETRYABLE or ORPHANED: back to PENDING with the next attempt, or FAILED_TERMINAL."""
+    record.clear_claim()
+    if record.attempt_index + 1 < record.max_attempts:
+        record.move(S.PENDING, by, attempt_index=record.attempt_index + 1, started_at=None, ended_at=None)
+    else:
+        record.move(S.FAILED_TERMINAL, by, ended_at=now,
+                    failure_reason=f"retry budget of {record.max_attempts} attempts spent; last: {record.failure_reason}")
 
-    `completed(attempt)`: that attempt left a COMPLETED result.json. `requeue` is the lifecycle's
-    rule for an orphaned attempt (next attempt, or FAILED_TERMINAL once the budget is spent)."""
+
+def settle_unrecorded(layout: RunLayout, record: TaskStateRecord, by: str) -> None:
+    """`record` is PENDING at an attempt whose folder someone else made: record what that claimer
+    did, completed from its COMPLETED result.json, or orphaned (then re-queued or out of budget)."""
     now = time.time()
     attempt = record.attempt_index
     record.move(S.CLAIMED, by, claimed_by=by, claimed_at=now)
     record.move(S.RUNNING, by)
-    if completed(attempt):
+    if has_completed_result(layout.result(record.task_id, attempt)):
         record.move(S.COMPLETED, by, ended_at=now, salvaged=True, failure_class=None, failure_reason=None)
         record.clear_claim()
         return
     record.move(S.ORPHANED, by, failure_class="transient",
                 failure_reason=f"attempt {attempt} was begun by a worker that never recorded its claim "
                                "(killed or stalled before its first heartbeat)")
-    requeue(record, by, now)
+    requeue_or_give_up(record, by, now)

@@ -31,11 +31,10 @@ import uuid
 from dataclasses import dataclass, field
 
 from pipe_rules.contracts.errors import InvalidTransition, OwnershipLost, StateError
-from pipe_rules.store.attempts import settle_unrecorded, take_attempt_folder
+from pipe_rules.store.attempts import requeue_or_give_up, settle_unrecorded, take_attempt_folder
 from pipe_rules.store.fsio import move_if_present as _move, remove_if_present, touch_new
 from pipe_rules.store.layout import RunLayout
 from pipe_rules.store.states import IN_FLIGHT_TASK_STATES, TASK_TRANSITIONS, TERMINAL_TASK_STATES, TaskState
-from pipe_rules.store.task_files import has_completed_result
 from pipe_rules.store.taskstate import (NO_WRITE, TaskStateRecord, commit_next, read_version, remove_version,
                                         update_state, version_exists)
 from pipe_rules.store.versioned import KEEP_SUPERSEDED_S
@@ -63,17 +62,6 @@ class Claim:
     worker_id: str
     attempt_index: int
     held: Held | None = field(default=None, compare=False, repr=False)
-    folder_made: bool = False  # the claim created the attempt folder (store/attempts.py)
-
-
-def requeue_or_give_up(record: TaskStateRecord, by: str, now: float) -> None:
-    """From FAILED_RETRYABLE or ORPHANED: back to PENDING with the next attempt, or FAILED_TERMINAL."""
-    record.clear_claim()
-    if record.attempt_index + 1 < record.max_attempts:
-        record.move(S.PENDING, by, attempt_index=record.attempt_index + 1, started_at=None, ended_at=None)
-    else:
-        record.move(S.FAILED_TERMINAL, by, ended_at=now,
-                    failure_reason=f"retry budget of {record.max_attempts} attempts spent; last: {record.failure_reason}")
 
 
 def _touch(path) -> bool:
@@ -139,7 +127,7 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
         record.move(S.CLAIMED, worker_id, claimed_by=worker_id, claim_token=token, claimed_at=now,
                     lease_expires_at=now + lease_s, heartbeat_at=now, failure_class=None, failure_reason=None)
         record.move(S.RUNNING, worker_id, started_at=now)
-        return Claim(task_id, token, worker_id, record.attempt_index, folder_made=True)
+        return Claim(task_id, token, worker_id, record.attempt_index)
 
     def change(record: TaskStateRecord):
         settled = False
@@ -149,8 +137,7 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
             elif not settle:  # another claimer holds it, as far as this caller knows
                 return NO_WRITE
             else:  # begun by a claimer that never wrote it down: salvage or orphan that attempt first
-                settle_unrecorded(record, worker_id, lambda a: has_completed_result(layout.result(task_id, a)),
-                                  requeue_or_give_up)
+                settle_unrecorded(layout, record, worker_id)
                 settled = True
         if record.status is not S.PENDING:
             return None if settled else NO_WRITE
@@ -163,7 +150,7 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
     if (first is not None and first.status is S.PENDING and not version_exists(layout, task_id, 2)
             and take_attempt_folder(layout, task_id, first.attempt_index)):
         claim = start(first)
-        return Claim(task_id, token, worker_id, claim.attempt_index, Held(1, first, 2), folder_made=True)
+        return Claim(task_id, token, worker_id, claim.attempt_index, Held(1, first, 2))
     # a retry, a cancel, an old run's layout, or the folder taken: read the current version
     committed: list[int] = []
     record, claim = update_state(layout, task_id, lock_mode, change, on_commit=committed.append)
@@ -174,8 +161,7 @@ def claim_and_start(layout: RunLayout, task_id: str, lock_mode: str, worker_id: 
     if claim is None:  # an unrecorded attempt settled (salvaged, or out of retries): no claim
         restore_token(layout, record)
         return None
-    return Claim(task_id, token, worker_id, claim.attempt_index, Held(committed[-1], record, committed[-1]),
-                 folder_made=True)
+    return Claim(task_id, token, worker_id, claim.attempt_index, Held(committed[-1], record, committed[-1]))
 
 
 def _commit_held(layout: RunLayout, claim: Claim, change) -> TaskStateRecord | None:

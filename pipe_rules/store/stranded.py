@@ -15,7 +15,7 @@ import time
 from pipe_rules.store.attempts import settle_unrecorded
 from pipe_rules.store.fsio import move_if_present as _move
 from pipe_rules.store.layout import RunLayout
-from pipe_rules.store.lifecycle import Claim, requeue_or_give_up, requeue_stranded, restore_token
+from pipe_rules.store.lifecycle import Claim, requeue_stranded, restore_token
 from pipe_rules.store.states import TaskState
 from pipe_rules.store.task_files import has_completed_result
 from pipe_rules.store.taskstate import NO_WRITE, TaskStateRecord, update_state, version_exists
@@ -68,8 +68,7 @@ def settle_stranded(layout: RunLayout, record: TaskStateRecord, lock_mode: str, 
     def change(current: TaskStateRecord):
         if current.status is not S.PENDING or current.attempt_index != attempt:
             return NO_WRITE
-        settle_unrecorded(current, by, lambda a: has_completed_result(layout.result(current.task_id, a)),
-                          requeue_or_give_up)
+        settle_unrecorded(layout, current, by)
         return None
 
     settled, outcome = update_state(layout, record.task_id, lock_mode, change)

@@ -55,17 +55,3 @@ def has_completed_result(path: Path) -> bool:
         return read_json(path, "task result", own=True).get("status") == "COMPLETED"
     except (StateError, AttributeError):
         return False
-
-
-def make_folder(path: Path) -> None:
-    """mkdir, and its parent only when missing: 2 calls for a first attempt instead of pathlib's
-    mkdir(parents=True, exist_ok=True) probes."""
-    try:
-        os.mkdir(path)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(path)
-    except FileExistsError:  # a later attempt of a crashed worker never reuses a folder: it is a new index
-        if not path.is_dir():
-            raise
-
